@@ -1,0 +1,76 @@
+"""Save and load the trainable state (LoRA + head) as a small safetensors file, and the paper's MNLI initialisation."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from .errors import LoraNbError
+from .lora import is_head_parameter, is_lora_parameter
+
+ADAPTER_FILE = "adapter.safetensors"
+
+
+def save_trainable(model: nn.Module, path, metadata: dict | None = None) -> Path:
+    """Write the parameters that require grad (LoRA + head, or all for 'ft') and JSON metadata, atomically."""
+    path = Path(path)
+    tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"lora_nb": json.dumps(metadata or {})})
+    os.replace(tmp, path)
+    return path
+
+
+def resolve_adapter(path) -> Path:
+    """An adapter file, or a run directory that holds one."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / ADAPTER_FILE
+    if not p.is_file():
+        raise LoraNbError(f"No adapter file at {path!r}: give a {ADAPTER_FILE} file or a finished run directory "
+                          "(the MNLI run of the same model and seed, for MNLI initialisation).")
+    return p
+
+
+def read_adapter_metadata(path) -> dict:
+    """The metadata saved with an adapter (model, task, r, alpha, targets, ...)."""
+    with safe_open(str(resolve_adapter(path)), framework="pt") as f:
+        return json.loads((f.metadata() or {}).get("lora_nb", "{}"))
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> list[str]:
+    """Copy tensors into the model's parameters by name, checking names and shapes first; returns the names loaded."""
+    params = dict(model.named_parameters())
+    for key, tensor in state.items():
+        if key not in params:
+            raise LoraNbError(f"{source}: key {key!r} has no parameter in this model (wrong model, LoRA targets or "
+                              "method?).")
+        if tuple(params[key].shape) != tuple(tensor.shape):
+            raise LoraNbError(f"{source}: shape mismatch at {key!r}: file {tuple(tensor.shape)} vs model "
+                              f"{tuple(params[key].shape)} (wrong model size or LoRA rank?).")
+    with torch.no_grad():
+        for key, tensor in state.items():
+            params[key].copy_(tensor.to(params[key].dtype))
+    return list(state)
+
+
+def load_trainable(model: nn.Module, path) -> list[str]:
+    """Load a whole saved trainable state (LoRA + head) into a model with the same LoRA layout."""
+    p = resolve_adapter(path)
+    return load_state(model, load_file(str(p)), source=str(p))
+
+
+def init_from_mnli(model: nn.Module, path) -> list[str]:
+    """The paper's MNLI initialisation: copy only the LoRA matrices (and the pooler, where there is one) from an
+    MNLI-trained adapter; the task's classification head stays freshly initialised."""
+    p = resolve_adapter(path)
+    state = load_file(str(p))
+    keep = {k: v for k, v in state.items()
+            if is_lora_parameter(k) or (is_head_parameter(k) and "pooler" in k)}
+    if not any(is_lora_parameter(k) for k in keep):
+        raise LoraNbError(f"{p}: holds no LoRA matrices, so it cannot initialise a LoRA run.")
+    return load_state(model, keep, source=str(p))

@@ -1,0 +1,104 @@
+"""RunConfig: the one set of run parameters shared by notebooks, command line, runner and results table."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .errors import LoraNbError
+
+METHODS = ("ft", "lora")
+
+
+@dataclass
+class RunConfig:
+    # model
+    model: str = "minilm"  # registry name (minilm, roberta-base, ...), hub id or local folder
+    weights: str = "pretrained"  # pretrained | random (architecture only: dry runs and tests)
+    tokenizer: str = ""  # tokenizer folder or hub id; empty = the model's own
+    # task and data
+    task: str = "sst2"  # cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte
+    glue_dir: str = ""  # local GLUE Parquet mirror; empty = $LORA_NB_GLUE_DIR, else the hub
+    max_seq_len: int = 128  # truncation length; batches are padded dynamically
+    max_train_samples: int = 0  # 0 = the whole training set; else a fixed subsample (same for every seed)
+    max_eval_samples: int = 0  # 0 = the whole validation set
+    # method
+    method: str = "lora"  # ft | lora
+    lora_r: int = 8
+    lora_alpha: float = 16.0  # scaling = alpha / r
+    lora_dropout: float = 0.0
+    lora_targets: str = "query,value"  # comma list of query,key,value,attn_out,ffn_in,ffn_out, or 'all'
+    init_from: str = ""  # MNLI initialisation: adapter file or MNLI run directory; empty = none
+    cls_dropout: float | None = None  # classifier dropout; None = the model's default
+    # optimisation
+    epochs: int = 1
+    batch_size: int = 16  # per device
+    grad_accum: int = 1  # effective batch = batch_size x grad_accum
+    learning_rate: float = 5.0e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    eval_batch_size: int = 64
+    seed: int = 0
+    # execution
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    deterministic: bool = False  # deterministic CUDA kernels (slower)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    cache_dir: str = ""  # tokenization cache; empty = $LORA_NB_CACHE or ~/.cache/lora_nb
+    save_adapter: bool = True  # keep the trained LoRA + head weights (adapter.safetensors)
+    progress: str = "auto"  # auto | bar | log | none
+    output_dir: str = "runs/adhoc"  # this run's directory
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise LoraNbError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}.")
+        for name in ("epochs", "batch_size", "grad_accum", "max_seq_len", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise LoraNbError(f"{name} must be >= 1, not {getattr(self, name)!r}.")
+
+    @classmethod
+    def from_params(cls, params: dict, source: str = "parameters") -> "RunConfig":
+        """Build from a dict, with a clear error for unknown names (with the closest match) and wrong types."""
+        return cls(**check_params(params, source))
+
+    def to_params(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PARAMETER_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
+_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
+
+
+def _type_ok(value, annotation: str) -> bool:
+    if value is None:
+        return "None" in annotation
+    if "bool" in annotation:
+        return isinstance(value, bool)
+    if "float" in annotation:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if "int" in annotation:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if "str" in annotation:
+        return isinstance(value, str)
+    return True
+
+
+def check_params(params: dict, source: str = "parameters") -> dict:
+    """Validate names and types of run parameters; raises LoraNbError naming the source and the key."""
+    for key, value in params.items():
+        if key not in _TYPES:
+            close = difflib.get_close_matches(key, PARAMETER_NAMES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise LoraNbError(f"{source}: unknown parameter {key!r}.{hint} Known: {', '.join(PARAMETER_NAMES)}.")
+        if not _type_ok(value, str(_TYPES[key])):
+            raise LoraNbError(f"{source}: parameter {key!r} must be {_TYPES[key]}, got {value!r} "
+                              f"({type(value).__name__}). Write floats with a dot, e.g. 5.0e-4.")
+    return dict(params)
+
+
+def params_hash(params: dict) -> str:
+    """A stable hash of the parameters that define a run's result (not where it is written or how it prints)."""
+    keep = {k: v for k, v in sorted(params.items()) if k not in ("output_dir", "progress", "cache_dir")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,114 @@
+"""Where GLUE is loaded: the hub dataset nyu-mll/glue or a local Parquet mirror, tokenized once and cached."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import torch
+from datasets import DatasetDict, load_dataset, load_from_disk
+from torch.utils.data import DataLoader
+from transformers import DataCollatorWithPadding
+
+from .errors import LoraNbError
+from .hub import hub_offline_requested, hub_reachable
+from .tasks import Task
+
+GLUE_HUB_ID = "nyu-mll/glue"
+GLUE_DIR_ENV = "LORA_NB_GLUE_DIR"
+CACHE_ENV = "LORA_NB_CACHE"
+SUBSAMPLE_SEED = 0  # the same training subset for every seed, method and rank
+GLUE_FIX = (f"point the `glue_dir` parameter or ${GLUE_DIR_ENV} at a folder in the hub's Parquet layout "
+            "(<task>/<split>-00000-of-00001.parquet), or run where the Hugging Face hub is reachable.")
+
+
+def glue_source(glue_dir: str | None = None) -> str | None:
+    """The local GLUE folder to use (parameter first, then $LORA_NB_GLUE_DIR), or None for the hub."""
+    return glue_dir or os.environ.get(GLUE_DIR_ENV) or None
+
+
+def _load_local(task: Task, root: Path, splits: list[str]) -> DatasetDict:
+    if not root.is_dir():
+        raise LoraNbError(f"GLUE folder {str(root)!r} does not exist. Fix: {GLUE_FIX}")
+    files = {s: root / task.name / f"{s}-00000-of-00001.parquet" for s in splits}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise LoraNbError(f"GLUE task {task.name!r}: missing {', '.join(missing)}. Fix: {GLUE_FIX}")
+    return load_dataset("parquet", data_files={s: str(f) for s, f in files.items()})
+
+
+def _load_hub(task: Task, splits: list[str]) -> DatasetDict:
+    if not hub_offline_requested() and not hub_reachable():
+        raise LoraNbError(f"Cannot load GLUE {task.name!r} from the hub ({GLUE_HUB_ID}): it is not reachable from "
+                          f"this machine. Fix: {GLUE_FIX}")
+    try:
+        full = load_dataset(GLUE_HUB_ID, task.name)
+    except Exception as e:  # offline with nothing cached, or a hub error
+        raise LoraNbError(f"Cannot load GLUE {task.name!r} from the hub ({e}). Fix: {GLUE_FIX}") from None
+    return DatasetDict({s: full[s] for s in splits})
+
+
+def load_glue(task: Task, glue_dir: str | None = None, splits: list[str] | None = None) -> DatasetDict:
+    """Train + validation splits of a GLUE task, from a local Parquet mirror or the hub, with columns checked."""
+    splits = splits or ["train", *task.eval_splits]
+    root = glue_source(glue_dir)
+    dsd = _load_local(task, Path(root), splits) if root else _load_hub(task, splits)
+    for split, ds in dsd.items():
+        missing = [c for c in (*task.text_columns, "label") if c not in ds.column_names]
+        if missing:
+            raise LoraNbError(f"GLUE {task.name!r} split {split!r} lacks column(s) {missing} (has {ds.column_names}). "
+                              f"Is this the right task folder? Fix: {GLUE_FIX}")
+    return dsd
+
+
+def subsample(ds: datasets.Dataset, n: int) -> datasets.Dataset:
+    """The first n rows after a fixed shuffle (SUBSAMPLE_SEED); n <= 0 or n >= len keeps everything."""
+    if n <= 0 or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=SUBSAMPLE_SEED).select(range(n))
+
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "lora_nb") / "tokenized"
+
+
+def _tokenizer_digest(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    ident = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(f"{type(tokenizer).__name__}|{ident}".encode()).hexdigest()[:16]
+
+
+def tokenize(dsd: DatasetDict, task: Task, tokenizer, max_seq_len: int, cache_dir: str | None = None) -> DatasetDict:
+    """Truncate to max_seq_len (no padding: batches are padded dynamically). Cached on disk by tokenizer, task,
+    length and data fingerprint, so every seed and rank reuses one tokenization."""
+    key = hashlib.sha256(json.dumps([_tokenizer_digest(tokenizer), task.name, max_seq_len,
+                                     {s: d._fingerprint for s, d in dsd.items()}]).encode()).hexdigest()[:20]
+    path = cache_root(cache_dir) / f"{task.name}-{max_seq_len}-{key}"
+    if path.is_dir():
+        return load_from_disk(str(path))
+
+    def encode(batch):
+        out = tokenizer(*(batch[c] for c in task.text_columns), truncation=True, max_length=max_seq_len)
+        out["labels"] = [float(x) for x in batch["label"]] if task.is_regression else batch["label"]
+        return out
+
+    columns = next(iter(dsd.values())).column_names
+    tokenized = dsd.map(encode, batched=True, remove_columns=columns, desc=f"tokenize {task.name}")
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tokenized.save_to_disk(str(tmp))
+    try:
+        os.replace(tmp, path)  # atomic: a concurrent run may have finished first, then keep theirs
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_from_disk(str(path))
+
+
+def make_loader(ds: datasets.Dataset, tokenizer, batch_size: int, shuffle: bool, seed: int = 0,
+                num_workers: int = 0) -> DataLoader:
+    """Batches padded to their own longest sequence; the shuffle order is fixed by `seed`."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers,
+                      collate_fn=DataCollatorWithPadding(tokenizer))

@@ -1,0 +1,5 @@
+"""The one exception type for mistakes a user can fix (bad task, missing data, no network, ...)."""
+
+
+class LoraNbError(Exception):
+    """A problem with the user's input or environment; the message names the fix."""

@@ -1,0 +1,193 @@
+"""The training loop: AdamW, linear warmup/decay, clipping, accumulation, per-epoch evaluation, best epoch."""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import resource
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from .errors import LoraNbError
+from .lora import lora_merged
+from .metrics import compute_metrics, is_collapsed, predictions_from_logits
+from .tasks import Task
+
+NAN_CHECK_EVERY = 50  # optimizer steps between loss checks (each check syncs with the device)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0  # 0 turns clipping off
+    grad_accum: int = 1  # micro-batches per optimizer step: effective batch = batch_size x grad_accum
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 needs CUDA)
+    progress: str = "auto"  # auto (bar on a terminal, else one line per epoch) | bar | log | none
+
+
+def set_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (all devices); `deterministic` also asks CUDA for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                        ("cpu" if device == "auto" else device))
+
+
+def autocast_context(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise LoraNbError(f"precision must be fp32, bf16 or fp16, not {precision!r}.")
+    if precision == "fp16" and device.type != "cuda":
+        raise LoraNbError("precision='fp16' needs a CUDA device; use 'bf16' or 'fp32' on CPU.")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; no weight decay on biases and LayerNorm weights."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loaders: dict, task: Task, device: torch.device, precision: str = "fp32"):
+    """Metrics per evaluation split, flattened: the first split's names are plain (`accuracy`), later splits get
+    their name as suffix (`accuracy_mismatched`). Also returns whether the first split's predictions collapsed."""
+    model.eval()
+    metrics, collapsed = {}, False
+    with lora_merged(model):  # evaluation runs at base-model cost
+        for i, (split, loader) in enumerate(loaders.items()):
+            metrics_i, collapsed_i = _evaluate_split(model, loader, task, device, precision)
+            suffix = "" if i == 0 else "_" + split.replace("validation_", "")
+            metrics.update({f"{k}{suffix}": v for k, v in metrics_i.items()})
+            collapsed = collapsed or (i == 0 and collapsed_i)
+    return metrics, collapsed
+
+
+def _evaluate_split(model, loader, task, device, precision):
+    logits, labels = [], []
+    for batch in loader:
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast_context(device, precision):
+            out = model(**{k: v for k, v in batch.items() if k != "labels"})
+        logits.append(out.logits.float().cpu())
+        labels.append(batch["labels"].cpu())
+    preds = predictions_from_logits(task, torch.cat(logits).numpy())
+    return compute_metrics(task, preds, torch.cat(labels).numpy()), is_collapsed(task, preds)
+
+
+def _use_bar(progress: str) -> bool:
+    return progress == "bar" or (progress == "auto" and sys.stderr.isatty())
+
+
+def configure_progress(progress: str) -> None:
+    """Silence the datasets/transformers progress bars unless bars are wanted (papermill, logs, CI)."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+    if _use_bar(progress):
+        datasets.enable_progress_bars()
+        hf_logging.enable_progress_bar()
+    else:
+        datasets.disable_progress_bars()
+        hf_logging.disable_progress_bar()
+
+
+def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config: TrainConfig,
+          device: torch.device, on_epoch=None, optimizer=None, step_hook=None) -> dict:
+    """Train and evaluate after every epoch. `on_epoch(row)` gets each epoch's row (e.g. to write epochs.csv);
+    `step_hook(step)` runs after each optimizer step. Returns rows, best epoch, its metrics and a status:
+    'ok', 'nan_loss' (training stopped) or 'collapsed' (the best epoch predicts one class)."""
+    if config.grad_accum < 1:
+        raise LoraNbError("grad_accum must be >= 1.")
+    model.to(device)
+    optimizer = optimizer or make_optimizer(model, config.learning_rate, config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    primary = task.primary_metric
+    rows, best, best_metrics, status, step = [], None, {}, "ok", 0
+    start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        t0, loss_sum, n_batches, n_samples = time.perf_counter(), torch.zeros((), device=device), 0, 0
+        batches = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not _use_bar(config.progress))
+        for i, batch in enumerate(batches):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            with autocast_context(device, config.precision):
+                loss = model(**batch).loss
+            scaler.scale(loss / config.grad_accum).backward()
+            loss_sum += loss.detach().float()
+            n_batches += 1
+            n_samples += batch["labels"].shape[0]
+            if (i + 1) % config.grad_accum == 0 or i + 1 == len(train_loader):
+                if config.max_grad_norm > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                if step_hook is not None:
+                    step_hook(step)
+                if step % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                    break
+        train_loss = (loss_sum / max(n_batches, 1)).item()
+        if not math.isfinite(train_loss):
+            status = "nan_loss"
+            print(f"epoch {epoch}: training loss is {train_loss}; stopping (lower the learning rate, or use fp32).")
+            break
+        train_seconds = time.perf_counter() - t0
+        metrics, collapsed = evaluate(model, eval_loaders, task, device, config.precision)
+        row = {"epoch": epoch, "step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
+               "train_seconds": train_seconds, "samples_per_second": n_samples / train_seconds,
+               **metrics, "collapsed": collapsed}
+        rows.append(row)
+        score = metrics[primary]
+        if best is None or (math.isfinite(score) and not (math.isfinite(best[primary]) and best[primary] >= score)):
+            best, best_metrics = row, metrics
+        if config.progress != "none":
+            print(f"epoch {epoch}/{config.epochs}  loss {train_loss:.4f}  {primary} {score:.4f}  "
+                  f"({train_seconds:.0f}s, {row['samples_per_second']:.1f} samples/s)", flush=True)
+        if on_epoch is not None:
+            on_epoch(row)
+    if status == "ok" and best is not None and best["collapsed"]:
+        status = "collapsed"
+    return {"status": status, "epochs": rows, "best_epoch": best["epoch"] if best else None,
+            "best": best_metrics,
+            "train_seconds": time.perf_counter() - start, "peak_memory_mb": peak_memory_mb(device)}

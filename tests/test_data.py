@@ -1,0 +1,80 @@
+import time
+
+import pandas as pd
+import pytest
+
+from lora_nb_utils import LoraNbError, get_task
+from lora_nb_utils.data import cache_root, load_glue, make_loader, subsample, tokenize
+
+
+def test_local_mirror_loads_real_splits(glue_dir):
+    dsd = load_glue(get_task("rte"), glue_dir)
+    assert (len(dsd["train"]), len(dsd["validation"])) == (2490, 277)
+    mnli = load_glue(get_task("mnli"), glue_dir, splits=["validation_matched", "validation_mismatched"])
+    assert (len(mnli["validation_matched"]), len(mnli["validation_mismatched"])) == (9815, 9832)
+
+
+def test_env_variable_selects_the_mirror(glue_dir, monkeypatch):
+    monkeypatch.setenv("LORA_NB_GLUE_DIR", glue_dir)
+    assert len(load_glue(get_task("mrpc"))["validation"]) == 408
+
+
+def test_missing_folder_split_and_column_errors(tmp_path, glue_dir):
+    with pytest.raises(LoraNbError, match="does not exist.*LORA_NB_GLUE_DIR"):
+        load_glue(get_task("rte"), str(tmp_path / "nope"))
+    with pytest.raises(LoraNbError, match="missing .*mnli/train-00000-of-00001.parquet.*hub"):
+        load_glue(get_task("mnli"), glue_dir)  # the mirror has MNLI validation only
+    bad = tmp_path / "sst2"
+    bad.mkdir()
+    for split in ("train", "validation"):
+        pd.DataFrame({"sentence": ["a", "b"], "lbl": [0, 1]}).to_parquet(bad / f"{split}-00000-of-00001.parquet")
+    with pytest.raises(LoraNbError, match=r"lacks column\(s\) \['label'\]"):
+        load_glue(get_task("sst2"), str(tmp_path))
+
+
+def test_unreachable_hub_fails_fast_with_both_fixes(monkeypatch):
+    monkeypatch.delenv("LORA_NB_GLUE_DIR", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    t0 = time.perf_counter()
+    with pytest.raises(LoraNbError, match="not reachable.*glue_dir.*LORA_NB_GLUE_DIR"):
+        load_glue(get_task("rte"))
+    assert time.perf_counter() - t0 < 10
+
+
+def test_subsample_is_fixed_across_calls(glue_dir):
+    train = load_glue(get_task("sst2"), glue_dir)["train"]
+    a, b = subsample(train, 100), subsample(train, 100)
+    assert len(a) == 100 and a["idx"] == b["idx"] and a["idx"] != list(range(100))
+    assert len(subsample(train, 0)) == len(train)
+
+
+def test_tokenize_truncates_pads_per_batch_and_caches(glue_dir, roberta_tokenizer):
+    task = get_task("rte")
+    dsd = load_glue(task, glue_dir)
+    dsd["train"] = subsample(dsd["train"], 64)
+    tok = tokenize(dsd, task, roberta_tokenizer, max_seq_len=128)
+    lengths = [len(x) for x in tok["train"]["input_ids"]]
+    assert max(lengths) == 128 and min(lengths) < 64  # truncated, not padded
+    assert tok["train"][0]["input_ids"][0] == 0  # <s>, the real RoBERTa tokenizer
+    batches = list(make_loader(tok["train"], roberta_tokenizer, batch_size=8, shuffle=False))
+    widths = {b["input_ids"].shape[1] for b in batches}
+    assert len(widths) > 1 and max(widths) <= 128  # each batch padded to its own longest
+    cached = list(cache_root().glob("rte-128-*"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime
+    again = tokenize(dsd, task, roberta_tokenizer, max_seq_len=128)
+    assert again["train"]["input_ids"] == tok["train"]["input_ids"]
+    assert cached[0].stat().st_mtime == stamp and len(list(cache_root().glob("rte-128-*"))) == 1
+    tokenize(dsd, task, roberta_tokenizer, max_seq_len=32)
+    assert len(list(cache_root().glob("rte-32-*"))) == 1  # another length, another cache entry
+
+
+def test_shuffle_order_follows_the_seed(glue_dir, roberta_tokenizer):
+    task = get_task("rte")
+    dsd = load_glue(task, glue_dir)
+    dsd["train"] = subsample(dsd["train"], 40)
+    tok = tokenize(dsd, task, roberta_tokenizer, max_seq_len=32)
+
+    def first_labels(seed):
+        return [b["labels"].tolist() for b in make_loader(tok["train"], roberta_tokenizer, 8, True, seed)]
+    assert first_labels(1) == first_labels(1) and first_labels(1) != first_labels(2)
