@@ -6,7 +6,7 @@ export LORA_NB_SHARED_DIR ?= $(SHARED)
 export LORA_NB_GLUE_DIR ?= $(SHARED)/glue
 endif
 
-.PHONY: install test demo
+.PHONY: install test demo cpu-reproduction
 
 .make/installed: requirements.txt pyproject.toml
 	$(PYTHON) -m pip install -q -r requirements.txt
@@ -18,4 +18,8 @@ test: .make/installed
 	$(PYTHON) -m pytest -q
 
 demo: .make/installed
-	lora-nb train --model minilm --task sst2 --max-train-samples 3000 --epochs 1 --output-dir runs/demo
+	lora-nb run params/grids/demo.yaml
+
+# The committed CPU reproduction (hours on 2 cores; resumable: rerun to continue where it stopped).
+cpu-reproduction: .make/installed
+	lora-nb run params/grids/cpu_minilm.yaml

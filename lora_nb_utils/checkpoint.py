@@ -66,7 +66,11 @@ def load_trainable(model: nn.Module, path) -> list[str]:
 
 def init_from_mnli(model: nn.Module, path) -> list[str]:
     """The paper's MNLI initialisation: copy only the LoRA matrices (and the pooler, where there is one) from an
-    MNLI-trained adapter; the task's classification head stays freshly initialised."""
+    MNLI-trained adapter; the task's classification head stays freshly initialised. The LoRA authors' released
+    `.bin` files (microsoft/LoRA) work too: their LoRA matrices only (see interop.load_official_checkpoint)."""
+    if Path(path).is_file() and Path(path).suffix in (".bin", ".pt", ".pth"):
+        from .interop import init_from_official
+        return init_from_official(model, path)
     p = resolve_adapter(path)
     state = load_file(str(p))
     keep = {k: v for k, v in state.items()

@@ -1,4 +1,5 @@
-"""The `lora-nb` command: count-params, train (one run). Errors a user can fix print one line, no traceback."""
+"""The `lora-nb` command: count-params, train (one run), run (a grid), results. Errors a user can fix print one
+line, no traceback."""
 from __future__ import annotations
 
 import argparse
@@ -64,6 +65,46 @@ def cmd_train(args) -> int:
     return 0 if metrics["status"] == "ok" else 1
 
 
+def cmd_run(args) -> int:
+    from .grid import load_plan
+    from .runner import available_gpus, pending_runs, run_plan
+    plan = load_plan(args.grid)
+    if args.dry_run:
+        todo = {r.name for r in pending_runs(plan, args.force)}
+        print(f"{plan.grid_file}: {plan.description}".strip())
+        print(f"notebook {plan.notebook}, output {plan.output_root}")
+        for r in plan.runs:
+            dep = f"  (after {r.depends_on})" if r.depends_on else ""
+            print(f"  {'run ' if r.name in todo else 'done'}  {r.name}{dep}")
+        print(f"{len(plan.runs)} runs planned: {len(todo)} to run, {len(plan.runs) - len(todo)} finished")
+        return 0
+    gpus = available_gpus() if args.workers > 1 else []
+    outcomes = run_plan(plan, workers=args.workers, force=args.force, timeout=args.timeout, gpus=gpus)
+    failed = [o for o in outcomes if o["status"] in ("failed", "timeout")]
+    print(f"done: {len(outcomes) - len(failed)} finished, {len(failed)} failed; "
+          f"results table: {plan.output_root / 'results.csv'}")
+    return 1 if failed else 0
+
+
+def cmd_results(args) -> int:
+    from .results import collect_results, write_results_table
+    path = write_results_table(args.root)
+    table = collect_results(args.root)
+    cols = [c for c in ("model", "task", "method", "lora_r", "seed", "status", "score", "best_epoch") if c in table]
+    print(table[cols].to_string(index=False) if len(table) else "no runs yet")
+    print(f"written: {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .interop import export_run
+    report = export_run(args.run_dir, args.out)
+    print(f"wrote PEFT adapter {report['out_dir']}: {', '.join(report['files'])}")
+    for k in ("tensors", "r", "lora_alpha", "target_modules", "modules_to_save", "base_model_name_or_path", "revision"):
+        print(f"{k:>24}: {report[k]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lora-nb", description="LoRA / full fine-tuning reproduction kit on GLUE.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--params-file", help="a papermill-style YAML parameter file")
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="execute a grid of notebook runs with papermill (resumable)")
+    p.add_argument("grid", help="a grid YAML file, e.g. params/grids/cpu_minilm.yaml")
+    p.add_argument("--workers", type=int, default=1, help="parallel runs (one GPU each when GPUs exist)")
+    p.add_argument("--force", action="store_true", help="rerun finished runs too")
+    p.add_argument("--dry-run", action="store_true", help="list the planned runs and stop")
+    p.add_argument("--timeout", type=float, default=None, help="seconds a notebook cell may run")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("results", help="rebuild the results table from run directories")
+    p.add_argument("root", help="a grid's output folder, e.g. runs/cpu_minilm")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("export", help="a LoRA run's adapter in another format (PEFT adapter folder)")
+    p.add_argument("run_dir", help="a finished LoRA run directory (or its adapter.safetensors)")
+    p.add_argument("--format", choices=["peft"], default="peft", help="output format (default: peft)")
+    p.add_argument("out", help="the folder to write (adapter_config.json + adapter_model.safetensors)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -31,7 +31,7 @@ class RunConfig:
     lora_dropout: float = 0.0
     lora_targets: str = "query,value"  # comma list of query,key,value,attn_out,ffn_in,ffn_out, or 'all'
     init_from: str = ""  # MNLI initialisation: adapter file or MNLI run directory; empty = none
-    cls_dropout: float | None = None  # classifier dropout; None = the model's default
+    cls_dropout: float = -1.0  # classifier dropout; negative = the model's default
     # optimisation
     epochs: int = 1
     batch_size: int = 16  # per device
@@ -98,7 +98,13 @@ def check_params(params: dict, source: str = "parameters") -> dict:
     return dict(params)
 
 
+NOT_HASHED = ("output_dir", "progress", "cache_dir", "glue_dir")  # where things are, not what is computed
+
+
 def params_hash(params: dict) -> str:
-    """A stable hash of the parameters that define a run's result (not where it is written or how it prints)."""
-    keep = {k: v for k, v in sorted(params.items()) if k not in ("output_dir", "progress", "cache_dir")}
+    """A stable hash of the parameters that define a run's result. Parameters at their RunConfig default are left
+    out, so adding a new parameter (with a default that keeps old behaviour) does not invalidate finished runs."""
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    keep = {k: v for k, v in sorted(params.items())
+            if k not in NOT_HASHED and not (k in defaults and v == defaults[k] and type(v) is type(defaults[k]))}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]

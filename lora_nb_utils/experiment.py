@@ -46,7 +46,8 @@ def build_model(cfg: RunConfig, task: Task | None = None) -> nn.Module:
     when `init_from` is set. Seeds torch first, so the head and LoRA initialisation follow `seed`."""
     task = task or get_task(cfg.task)
     set_seed(cfg.seed, cfg.deterministic)
-    model = load_model(cfg.model, task, weights=cfg.weights, cls_dropout=cfg.cls_dropout)
+    model = load_model(cfg.model, task, weights=cfg.weights,
+                       cls_dropout=cfg.cls_dropout if cfg.cls_dropout >= 0 else None)
     if cfg.method == "lora":
         inject_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
     mark_trainable(model, cfg.method)
