@@ -89,7 +89,7 @@ def validate_against_notebook(params: dict, nb_params: dict, source: str) -> Non
 
 def run_name(values: dict, matrix_keys) -> str:
     keys = list(dict.fromkeys([*NAME_KEYS, *matrix_keys]))
-    if values.get("method") == "ft":
+    if values.get("method") in ("ft", "adalora"):  # no lora_r (AdaLoRA's ranks are adalora_init_r / target_r)
         keys.remove("lora_r")
     parts = [f"{SHORT.get(k, k)}={values[k]}" for k in keys if k in values and k != "model"]
     return ",".join(parts)
@@ -133,7 +133,10 @@ def load_plan(grid_file) -> Plan:
             for part, src in ((block.get("params") or {}, source), (point, source)):
                 validate_against_notebook(part, nb_params, src)
                 params.update(part)
-            get_task(params["task"])
+            try:
+                get_task(params["task"])
+            except LoraNbError as e:
+                raise LoraNbError(f"{source}: {e}") from None
             name = f'{str(params["model"]).replace("/", "--")}/{run_name(params, matrix)}'
             run_dir = plan.output_root / name
             params["output_dir"] = str(run_dir)
