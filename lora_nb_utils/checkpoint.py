@@ -42,16 +42,29 @@ def read_adapter_metadata(path) -> dict:
         return json.loads((f.metadata() or {}).get("lora_nb", "{}"))
 
 
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> list[str]:
-    """Copy tensors into the model's parameters by name, checking names and shapes first; returns the names loaded."""
+def check_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Every tensor of `state` names a parameter of the model with the same shape; else a LoraNbError naming the
+    first mismatching key and its likely cause (another LoRA rank, another model size or family)."""
     params = dict(model.named_parameters())
     for key, tensor in state.items():
         if key not in params:
-            raise LoraNbError(f"{source}: key {key!r} has no parameter in this model (wrong model, LoRA targets or "
-                              "method?).")
+            raise LoraNbError(f"{source}: key {key!r} has no parameter in this model (a different model family or "
+                              "size, missing layers, LoRA on other modules, or another method?).")
         if tuple(params[key].shape) != tuple(tensor.shape):
+            hint = "a different model size or head"
+            if is_lora_parameter(key):
+                dim = 0 if key.endswith("lora_A") else -1
+                r_file, r_model = tensor.shape[dim], params[key].shape[dim]
+                hint = (f"file r={r_file}, model r={r_model}: inject LoRA with r={r_file}" if r_file != r_model else
+                        f"same r={r_file}, other layer widths: a different model size, e.g. base vs large")
             raise LoraNbError(f"{source}: shape mismatch at {key!r}: file {tuple(tensor.shape)} vs model "
-                              f"{tuple(params[key].shape)} (wrong model size or LoRA rank?).")
+                              f"{tuple(params[key].shape)} ({hint}).")
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> list[str]:
+    """Copy tensors into the model's parameters by name, checking names and shapes first; returns the names loaded."""
+    check_state(model, state, source)
+    params = dict(model.named_parameters())
     with torch.no_grad():
         for key, tensor in state.items():
             params[key].copy_(tensor.to(params[key].dtype))

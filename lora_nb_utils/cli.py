@@ -77,6 +77,9 @@ def cmd_run(args) -> int:
             dep = f"  (after {r.depends_on})" if r.depends_on else ""
             print(f"  {'run ' if r.name in todo else 'done'}  {r.name}{dep}")
         print(f"{len(plan.runs)} runs planned: {len(todo)} to run, {len(plan.runs) - len(todo)} finished")
+        from .costmodel import estimate_plan_hours
+        est = estimate_plan_hours(plan)
+        print(f"estimated training time: {est['total_hours']:,.1f} {est['device']}-hours ({'; '.join(est['bases'])})")
         return 0
     gpus = available_gpus() if args.workers > 1 else []
     outcomes = run_plan(plan, workers=args.workers, force=args.force, timeout=args.timeout, gpus=gpus)
@@ -102,6 +105,30 @@ def cmd_export(args) -> int:
     print(f"wrote PEFT adapter {report['out_dir']}: {', '.join(report['files'])}")
     for k in ("tensors", "r", "lora_alpha", "target_modules", "modules_to_save", "base_model_name_or_path", "revision"):
         print(f"{k:>24}: {report[k]}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report_export import build_report
+    params = {"title": args.title} if args.title else {}
+    files = build_report(args.root, args.out, pdf=not args.no_pdf, **params)
+    for kind, path in files.items():
+        print(f"{kind:>9}: {path}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import BenchConfig, append_throughput_csv, run_bench, summary_lines
+    cfg = BenchConfig.preset(args.model, quick=args.quick, tiny=args.tiny, device=args.device,
+                             tokenizer=args.tokenizer, runs=args.runs)
+    out = run_bench(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+    text = json.dumps(out, indent=1, default=str)
+    if args.out:
+        from .rundir import atomic_write
+        atomic_write(args.out, text + "\n")
+    if args.throughput_csv:
+        append_throughput_csv(out.get("throughput", []), args.throughput_csv)
+    print(json.dumps(out, default=str) if args.json else "\n".join(summary_lines(out)))
     return 0
 
 
@@ -138,6 +165,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["peft"], default="peft", help="output format (default: peft)")
     p.add_argument("out", help="the folder to write (adapter_config.json + adapter_model.safetensors)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="the report notebook on a results folder, as .ipynb, .html and .pdf")
+    p.add_argument("root", help="a folder of run directories, e.g. report/cpu_minilm/runs")
+    p.add_argument("--out", required=True, help="output folder (report.ipynb, report.html, report.pdf)")
+    p.add_argument("--title", default=None, help="the report's title")
+    p.add_argument("--no-pdf", action="store_true", help="skip the PDF (which needs Chromium)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("bench", help="side-by-side benchmarks: LoRA vs PEFT vs full FT, latency, padding, overhead")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions and a data subsample (a few minutes)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--model", default="minilm", choices=["minilm", "roberta-base", "roberta-large"],
+                   help="minilm: real weights; RoBERTa: random weights (time does not depend on values)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id, when not the model's own")
+    p.add_argument("--runs", default=None, help="a folder of run directories: papermill overhead vs training time")
+    p.add_argument("--throughput-csv", default=None, help="append the measured samples/s rows to this CSV")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: a tiny random RoBERTa
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

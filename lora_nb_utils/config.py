@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from .errors import LoraNbError
 
-METHODS = ("ft", "lora")
+METHODS = ("ft", "lora", "adalora", "sora")
+SPLITS = ("glue_dev", "sora")  # see splits.py
 
 
 @dataclass
@@ -24,13 +25,27 @@ class RunConfig:
     max_seq_len: int = 128  # truncation length; batches are padded dynamically
     max_train_samples: int = 0  # 0 = the whole training set; else a fixed subsample (same for every seed)
     max_eval_samples: int = 0  # 0 = the whole validation set
+    split: str = "glue_dev"  # glue_dev (train / GLUE validation) | sora (SoRA's validation + test protocol, splits.py)
     # method
-    method: str = "lora"  # ft | lora
+    method: str = "lora"  # ft | lora | adalora | sora
     lora_r: int = 8
     lora_alpha: float = 16.0  # scaling = alpha / r
     lora_dropout: float = 0.0
     lora_targets: str = "query,value"  # comma list of query,key,value,attn_out,ffn_in,ffn_out, or 'all'
     init_from: str = ""  # MNLI initialisation: adapter file or MNLI run directory; empty = none
+    # AdaLoRA (method adalora, via peft; Zhang et al. 2023): ranks start at init_r, pruned to an average target_r
+    adalora_init_r: int = 12  # initial rank per module (the paper: 1.5 x the target budget)
+    adalora_target_r: int = 8  # average final rank per module
+    adalora_tinit: int = 200  # optimizer steps before pruning starts
+    adalora_tfinal: int = 1000  # final optimizer steps at the fixed final budget
+    adalora_delta_t: int = 10  # optimizer steps between budget reallocations
+    adalora_beta1: float = 0.85  # EMA of the sensitivity
+    adalora_beta2: float = 0.85  # EMA of the uncertainty
+    adalora_orth_reg_weight: float = 0.1  # orthogonal regulariser weight (gamma)
+    # SoRA (method sora; Ding et al. 2023): a gate per LoRA rank, proximal L1 step after each optimizer step
+    sora_lambda: float = 0.375  # L1 weight; soft threshold per step = current lr x sora_lambda
+    sora_lambda_schedule: str = "constant"  # constant | linear (sora_lambda -> sora_max_lambda over training)
+    sora_max_lambda: float = 0.0  # final lambda of the linear schedule
     cls_dropout: float = -1.0  # classifier dropout; negative = the model's default
     # optimisation
     epochs: int = 1
@@ -54,6 +69,10 @@ class RunConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise LoraNbError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}.")
+        if self.split not in SPLITS:
+            raise LoraNbError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}.")
+        if self.sora_lambda_schedule not in ("constant", "linear"):
+            raise LoraNbError(f"sora_lambda_schedule must be constant or linear, not {self.sora_lambda_schedule!r}.")
         for name in ("epochs", "batch_size", "grad_accum", "max_seq_len", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise LoraNbError(f"{name} must be >= 1, not {getattr(self, name)!r}.")

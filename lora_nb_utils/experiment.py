@@ -1,20 +1,22 @@
 """One run, step by step: data -> model (+ LoRA) -> train -> recorded run directory. Notebooks call these steps."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
-from . import rundir
+from . import adalora, rundir, sora
 from .checkpoint import ADAPTER_FILE, init_from_mnli, save_trainable
 from .config import RunConfig, params_hash
 from .data import load_glue, make_loader, subsample, tokenize
 from .errors import LoraNbError
 from .lora import count_parameters, inject_lora, mark_trainable
+from .splits import apply_split
 from .models import canonical_name, load_model, load_tokenizer
 from .tasks import Task, get_task
-from .train import TrainConfig, configure_progress, pick_device, set_seed, train
+from .train import TrainConfig, configure_progress, make_optimizer, pick_device, set_seed, train
 
 
 @dataclass
@@ -24,21 +26,25 @@ class RunData:
     train_loader: object
     eval_loaders: dict
     sizes: dict  # rows per split actually used
+    test_loaders: dict = field(default_factory=dict)  # split 'sora': reported at the best validation epoch
 
 
 def prepare_data(cfg: RunConfig) -> RunData:
-    """Load, subsample, tokenize (cached) and batch the task's data for this run."""
+    """Load, split by the protocol (`split`, splits.py), subsample, tokenize (cached) and batch the task's data."""
     task = get_task(cfg.task)
     configure_progress(cfg.progress)
     tokenizer = load_tokenizer(cfg.model, cfg.tokenizer or None)
-    raw = load_glue(task, cfg.glue_dir or None)
+    raw, selection, tests = apply_split(load_glue(task, cfg.glue_dir or None), task, cfg.split)
     raw["train"] = subsample(raw["train"], cfg.max_train_samples)
-    for split in task.eval_splits:
+    for split in (*selection, *tests):
         raw[split] = subsample(raw[split], cfg.max_eval_samples)
     tok = tokenize(raw, task, tokenizer, cfg.max_seq_len, cfg.cache_dir or None)
     train_loader = make_loader(tok["train"], tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
-    eval_loaders = {s: make_loader(tok[s], tokenizer, cfg.eval_batch_size, shuffle=False) for s in task.eval_splits}
-    return RunData(task, tokenizer, train_loader, eval_loaders, {s: len(d) for s, d in tok.items()})
+
+    def loaders(names):
+        return {s: make_loader(tok[s], tokenizer, cfg.eval_batch_size, shuffle=False) for s in names}
+    return RunData(task, tokenizer, train_loader, loaders(selection), {s: len(d) for s, d in tok.items()},
+                   loaders(tests))
 
 
 def build_model(cfg: RunConfig, task: Task | None = None) -> nn.Module:
@@ -48,9 +54,18 @@ def build_model(cfg: RunConfig, task: Task | None = None) -> nn.Module:
     set_seed(cfg.seed, cfg.deterministic)
     model = load_model(cfg.model, task, weights=cfg.weights,
                        cls_dropout=cfg.cls_dropout if cfg.cls_dropout >= 0 else None)
+    return _add_method(model, cfg)
+
+
+def _add_method(model: nn.Module, cfg: RunConfig) -> nn.Module:
+    """The method's layers and trainable set: ft (all), lora (loralib), sora (sora.py), adalora (peft, adalora.py)."""
+    if cfg.method == "adalora":
+        return adalora.build(model, cfg)  # peft marks the adapters trainable, adalora.build the head
     if cfg.method == "lora":
         inject_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-    mark_trainable(model, cfg.method)
+    elif cfg.method == "sora":
+        sora.build(model, cfg)
+    mark_trainable(model, "ft" if cfg.method == "ft" else "lora")
     if cfg.init_from:
         if cfg.method != "lora":
             raise LoraNbError("init_from (MNLI initialisation) transfers LoRA weights: it needs method='lora'.")
@@ -60,6 +75,7 @@ def build_model(cfg: RunConfig, task: Task | None = None) -> nn.Module:
 
 def adapter_metadata(cfg: RunConfig, task: Task) -> dict:
     return {"model": canonical_name(cfg.model), "task": task.name, "method": cfg.method, "lora_r": cfg.lora_r,
+            "split": cfg.split,
             "lora_alpha": cfg.lora_alpha, "lora_targets": cfg.lora_targets, "num_labels": task.num_labels,
             "seed": cfg.seed}
 
@@ -81,22 +97,37 @@ def train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir=No
     tcfg = TrainConfig(epochs=cfg.epochs, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                        warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm, grad_accum=cfg.grad_accum,
                        precision=cfg.precision, progress=cfg.progress)
+    total_steps = math.ceil(len(data.train_loader) / cfg.grad_accum) * cfg.epochs
+    optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay)
+    before_zero_grad = None
+    if cfg.method == "adalora":
+        adalora.set_total_steps(model, total_steps)
+        before_zero_grad = adalora.update_hook(model)
+    elif cfg.method == "sora":
+        sora.attach(model, optimizer, total_steps, cfg)
     result = train(model, data.train_loader, data.eval_loaders, data.task, tcfg, pick_device(cfg.device),
-                   on_epoch=on_epoch)
+                   on_epoch=on_epoch, optimizer=optimizer, before_zero_grad=before_zero_grad,
+                   test_loaders=data.test_loaders)
     if cfg.save_adapter and cfg.method != "ft" and result["status"] != "nan_loss":
         save_trainable(model, run_dir / ADAPTER_FILE, adapter_metadata(cfg, data.task))
     metrics = {
         "status": result["status"], "task": data.task.name, "model": canonical_name(cfg.model),
-        "method": cfg.method, "lora_r": cfg.lora_r if cfg.method == "lora" else None, "seed": cfg.seed,
-        "primary_metric": data.task.primary_metric, "best_epoch": result["best_epoch"], "best": result["best"],
+        "method": cfg.method, "lora_r": cfg.lora_r if cfg.method in ("lora", "sora") else None, "seed": cfg.seed,
+        "split": cfg.split, "primary_metric": data.task.primary_metric, "best_epoch": result["best_epoch"],
+        "best": result["best"], "test": result["test"],
         "last": {k: v for k, v in (rows[-1] if rows else {}).items()
                  if k not in ("epoch", "step", "lr", "train_seconds", "samples_per_second", "collapsed")},
         "parameters": counts, "sizes": data.sizes, "effective_batch_size": cfg.batch_size * cfg.grad_accum,
         "train_seconds": result["train_seconds"], "peak_memory_mb": result["peak_memory_mb"],
         "params_hash": params_hash(params),
     }
+    if cfg.method in METHOD_STATE:  # final ranks / gates and the effective adapter size
+        metrics["method_state"] = METHOD_STATE[cfg.method](model)
     rundir.finish_run(run_dir, metrics)
     return metrics
+
+
+METHOD_STATE = {"adalora": adalora.method_state, "sora": sora.method_state}
 
 
 def run_experiment(cfg: RunConfig, run_dir=None) -> dict:
@@ -115,7 +146,5 @@ def count_parameters_for(cfg: RunConfig) -> dict:
     task = get_task(cfg.task)
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(load_config(cfg.model, task))
-        if cfg.method == "lora":
-            inject_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-    mark_trainable(model, cfg.method)
+        model = _add_method(model, RunConfig(**{**cfg.to_params(), "init_from": ""}))
     return count_parameters(model)

@@ -28,6 +28,7 @@ from .tasks import get_task
 NAME_KEYS = ("task", "method", "lora_r", "seed")  # always in the run name; matrix keys are added
 SHORT = {"lora_r": "r", "learning_rate": "lr", "lora_alpha": "alpha", "lora_targets": "targets",
          "max_train_samples": "n"}
+MUST_STATE = ("max_train_samples", "max_eval_samples")  # how much data: always explicit in a grid
 MNLI_LINK = ("model", "method", "lora_r", "lora_alpha", "lora_targets", "seed", "weights")
 _TYPE_CHECKS = {"str": str, "int": int, "float": (int, float), "bool": bool}
 
@@ -122,7 +123,7 @@ def load_plan(grid_file) -> Plan:
                 raise LoraNbError(f"{source}: matrix entry {key!r} must be a non-empty list.")
         for combo in itertools.product(*matrix.values()):
             point = dict(zip(matrix, combo))
-            params = dict(defaults)
+            params, from_file = dict(defaults), {}
             if block.get("params_file"):
                 pfile = root / block["params_file"].format(**{**defaults, **(block.get("params") or {}), **point})
                 if not pfile.is_file():
@@ -133,6 +134,11 @@ def load_plan(grid_file) -> Plan:
             for part, src in ((block.get("params") or {}, source), (point, source)):
                 validate_against_notebook(part, nb_params, src)
                 params.update(part)
+            stated = {**from_file, **(block.get("params") or {}), **point}
+            unstated = [k for k in MUST_STATE if k in nb_params and k not in stated]
+            if unstated:  # the notebook defaults are a 64-row smoke run: never inherit them silently
+                raise LoraNbError(f"{source}: state {', '.join(unstated)} in the grid or its params file "
+                                  "(0 = the whole split); the notebook's defaults are a smoke run.")
             try:
                 get_task(params["task"])
             except LoraNbError as e:

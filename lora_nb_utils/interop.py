@@ -23,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint import load_state, load_trainable, read_adapter_metadata, resolve_adapter
+from .checkpoint import check_state, load_state, load_trainable, read_adapter_metadata, resolve_adapter
 from .errors import LoraNbError
 from .lora import inject_lora, is_head_parameter, is_lora_parameter
 
@@ -56,18 +56,7 @@ def set_lora_alpha(model: nn.Module, lora_alpha: float) -> None:
 def _check_lora_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Every LoRA tensor of `state` has a parameter of the same shape, and every LoRA layer of the model is covered."""
     modules = _require_lora(model, source, _rank(state))
-    params = dict(model.named_parameters())
-    for key, tensor in state.items():
-        if key not in params:
-            raise LoraNbError(f"{source}: key {key!r} has no parameter in this model (a different model family or "
-                              "size, missing layers, or LoRA on other modules?).")
-        if tuple(params[key].shape) != tuple(tensor.shape):
-            dim = 0 if key.endswith("lora_A") else -1
-            r_file, r_model = tensor.shape[dim], params[key].shape[dim]
-            hint = (f"file r={r_file}, model r={r_model}: inject LoRA with r={r_file}" if r_file != r_model else
-                    f"same r={r_file}, other layer widths: a different model size, e.g. base vs large")
-            raise LoraNbError(f"{source}: shape mismatch at {key!r}: file {tuple(tensor.shape)} vs model "
-                              f"{tuple(params[key].shape)} ({hint}).")
+    check_state(model, state, source)
     for name in modules:
         for part in ("lora_A", "lora_B"):
             if f"{name}.{part}" not in state:

@@ -45,8 +45,9 @@ def find_target_modules(model: nn.Module, targets=DEFAULT_TARGETS) -> list[str]:
 
 
 def inject_lora(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0,
-                targets=DEFAULT_TARGETS) -> list[str]:
-    """Replace the target nn.Linear modules by loralib.Linear (same weight and bias objects); returns their names."""
+                targets=DEFAULT_TARGETS, layer_cls=loralib.Linear) -> list[str]:
+    """Replace the target nn.Linear modules by loralib.Linear (same weight and bias objects); returns their names.
+    `layer_cls`: a loralib.Linear subclass with the same constructor (SoRA's gated layer, sora.py)."""
     if r < 1:
         raise LoraNbError(f"lora_r must be a positive integer, not {r!r}.")
     names = find_target_modules(model, targets)
@@ -56,9 +57,9 @@ def inject_lora(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float 
         old: nn.Linear = getattr(parent, child)
         # merge_weights=False: loralib would otherwise add/subtract B A on every eval()/train() switch, which
         # drifts the frozen W by rounding; evaluation merges through `lora_merged` instead.
-        new = loralib.Linear(old.in_features, old.out_features, r=r, lora_alpha=alpha, lora_dropout=dropout,
-                             merge_weights=False, bias=old.bias is not None, device=old.weight.device,
-                             dtype=old.weight.dtype)
+        new = layer_cls(old.in_features, old.out_features, r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        merge_weights=False, bias=old.bias is not None, device=old.weight.device,
+                        dtype=old.weight.dtype)
         new.weight, new.bias = old.weight, old.bias  # keep the pretrained tensors, no copy
         new.weight.requires_grad = False
         new.train(old.training)
@@ -67,7 +68,9 @@ def inject_lora(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float 
 
 
 def is_head_parameter(name: str) -> bool:
-    """Classification head: `classifier.*`, plus the pooler where the classifier reads it (BERT, DeBERTa)."""
+    """Classification head: `classifier.*`, plus the pooler where the classifier reads it (BERT, DeBERTa).
+    Inside a peft tuner (AdaLoRA) the names start with `model.`."""
+    name = name[len("model."):] if name.startswith("model.") else name
     return name.startswith("classifier.") or name.startswith("pooler.") or ".pooler." in name
 
 
@@ -97,6 +100,11 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     return {"lora": lora, "head": head, "total_trainable": trainable, "base": total - lora, "total": total}
 
 
+def lora_delta(m: loralib.Linear) -> torch.Tensor:
+    """The layer's update s * B A (a layer may define its own `delta_weight`, e.g. SoRA's gated B diag(g) A)."""
+    return m.delta_weight() if hasattr(m, "delta_weight") else (m.lora_B @ m.lora_A) * m.scaling
+
+
 @contextmanager
 @torch.no_grad()
 def lora_merged(model: nn.Module):
@@ -105,7 +113,7 @@ def lora_merged(model: nn.Module):
     for m in model.modules():
         if isinstance(m, loralib.Linear) and m.r > 0 and not m.merged:
             saved.append((m, m.weight.detach().clone()))
-            m.weight.data += (m.lora_B @ m.lora_A) * m.scaling
+            m.weight.data += lora_delta(m)
             m.merged = True
     try:
         yield model
@@ -123,7 +131,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
             continue
         weight = m.weight.detach().clone()
         if m.r > 0 and not m.merged:
-            weight += (m.lora_B @ m.lora_A) * m.scaling
+            weight += lora_delta(m)
         plain = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
                           device=weight.device, dtype=weight.dtype)
         plain.weight.data.copy_(weight)

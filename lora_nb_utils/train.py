@@ -88,7 +88,7 @@ def evaluate(model: nn.Module, loaders: dict, task: Task, device: torch.device, 
     with lora_merged(model):  # evaluation runs at base-model cost
         for i, (split, loader) in enumerate(loaders.items()):
             metrics_i, collapsed_i = _evaluate_split(model, loader, task, device, precision)
-            suffix = "" if i == 0 else "_" + split.replace("validation_", "")
+            suffix = "" if i == 0 else "_" + split.replace("validation_", "").replace("test_", "")
             metrics.update({f"{k}{suffix}": v for k, v in metrics_i.items()})
             collapsed = collapsed or (i == 0 and collapsed_i)
     return metrics, collapsed
@@ -123,10 +123,14 @@ def configure_progress(progress: str) -> None:
 
 
 def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config: TrainConfig,
-          device: torch.device, on_epoch=None, optimizer=None, step_hook=None) -> dict:
+          device: torch.device, on_epoch=None, optimizer=None, step_hook=None, before_zero_grad=None,
+          test_loaders: dict | None = None) -> dict:
     """Train and evaluate after every epoch. `on_epoch(row)` gets each epoch's row (e.g. to write epochs.csv);
-    `step_hook(step)` runs after each optimizer step. Returns rows, best epoch, its metrics and a status:
-    'ok', 'nan_loss' (training stopped) or 'collapsed' (the best epoch predicts one class)."""
+    `step_hook(step)` runs after each optimizer step; `before_zero_grad(step)` runs after the optimizer step while
+    the gradients are still there (AdaLoRA's update_and_allocate reads them). `test_loaders` (split 'sora') are
+    evaluated every epoch too, as `test_*` columns; they never pick the best epoch: `test` holds their metrics at the
+    best epoch. Returns rows, best epoch, its metrics and a status: 'ok', 'nan_loss' (training stopped) or
+    'collapsed' (the best epoch predicts one class)."""
     if config.grad_accum < 1:
         raise LoraNbError("grad_accum must be >= 1.")
     model.to(device)
@@ -137,7 +141,7 @@ def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     trainable = [p for p in model.parameters() if p.requires_grad]
     primary = task.primary_metric
-    rows, best, best_metrics, status, step = [], None, {}, "ok", 0
+    rows, best, best_metrics, best_test, status, step = [], None, {}, {}, "ok", 0
     start = time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -161,8 +165,10 @@ def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
                 step += 1
+                if before_zero_grad is not None:
+                    before_zero_grad(step)
+                optimizer.zero_grad(set_to_none=True)
                 if step_hook is not None:
                     step_hook(step)
                 if step % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
@@ -174,13 +180,15 @@ def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config
             break
         train_seconds = time.perf_counter() - t0
         metrics, collapsed = evaluate(model, eval_loaders, task, device, config.precision)
+        test = {f"test_{k}": v for k, v in evaluate(model, test_loaders, task, device, config.precision)[0].items()} \
+            if test_loaders else {}
         row = {"epoch": epoch, "step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                "train_seconds": train_seconds, "samples_per_second": n_samples / train_seconds,
-               **metrics, "collapsed": collapsed}
+               **metrics, **test, "collapsed": collapsed}
         rows.append(row)
         score = metrics[primary]
         if best is None or (math.isfinite(score) and not (math.isfinite(best[primary]) and best[primary] >= score)):
-            best, best_metrics = row, metrics
+            best, best_metrics, best_test = row, metrics, {k[len("test_"):]: v for k, v in test.items()}
         if config.progress != "none":
             print(f"epoch {epoch}/{config.epochs}  loss {train_loss:.4f}  {primary} {score:.4f}  "
                   f"({train_seconds:.0f}s, {row['samples_per_second']:.1f} samples/s)", flush=True)
@@ -189,5 +197,5 @@ def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config
     if status == "ok" and best is not None and best["collapsed"]:
         status = "collapsed"
     return {"status": status, "epochs": rows, "best_epoch": best["epoch"] if best else None,
-            "best": best_metrics,
+            "best": best_metrics, "test": best_test,
             "train_seconds": time.perf_counter() - start, "peak_memory_mb": peak_memory_mb(device)}

@@ -68,3 +68,17 @@ def test_table2_grid_is_3_models_x_8_tasks_x_5_seeds_with_mnli_first():
     dependent = [r for r in plan.runs if r.depends_on]
     assert len(dependent) == 3 * 3 * 5  # mrpc, rte, stsb for each model and seed
     assert all(position[r.depends_on] < position[r.name] for r in dependent)
+
+
+def test_a_grid_must_state_how_much_data_it_uses(tmp_path):
+    import shutil
+    from lora_nb_utils import LoraNbError
+    (tmp_path / "notebooks").mkdir()
+    shutil.copy(ROOT / "notebooks" / "01_roberta_base.ipynb", tmp_path / "notebooks")
+    grid = tmp_path / "g.yaml"
+    grid.write_text("notebook: notebooks/01_roberta_base.ipynb\nblocks:\n  - params: {max_eval_samples: 0}\n"
+                    "    matrix: {task: [rte]}\n")
+    with pytest.raises(LoraNbError, match="state max_train_samples .*smoke run"):
+        load_plan(grid)
+    grid.write_text(grid.read_text().replace("{max_eval_samples: 0}", "{max_eval_samples: 0, max_train_samples: 0}"))
+    assert load_plan(grid).runs[0].params["max_train_samples"] == 0

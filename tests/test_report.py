@@ -1,0 +1,227 @@
+"""The report: aggregation, paper comparison, layouts, generated prose, and the notebook -> HTML -> PDF export."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lora_nb_utils import report, report_export, rundir
+from lora_nb_utils.cli import main
+from lora_nb_utils.config import RunConfig
+from lora_nb_utils.errors import LoraNbError
+
+
+def _row(model, task, method, seed, score, status="ok", lora_r=8, **extra):
+    metric = {"cola": "matthews_corr", "stsb": "pearson"}.get(task, "accuracy")
+    return {"model": model, "task": task, "method": method, "lora_r": lora_r if method == "lora" else np.nan,
+            "lora_alpha": 16.0 if method == "lora" else np.nan, "seed": seed, "status": status,
+            "score": score, "primary_metric": metric, "batch_size": 16, "grad_accum": 1, "epochs": 3,
+            "max_seq_len": 128, "max_train_samples": 2000, "init_from": "", "train_seconds": 60.0,
+            "peak_memory_mb": 900.0, "trainable_params": 887042 if method == "lora" else 124647170,
+            "lora_params": 294912 if method == "lora" else 0, **extra}
+
+
+@pytest.fixture()
+def table() -> pd.DataFrame:
+    rows = [_row("roberta-base", "mrpc", "lora", s, v) for s, v in zip(range(1, 5), (0.88, 0.90, 0.895, 0.91))]
+    rows.append(_row("roberta-base", "mrpc", "lora", 5, 0.684, status="collapsed"))
+    rows += [_row("roberta-base", "sst2", "lora", s, v) for s, v in ((1, 0.93), (2, 0.94), (3, 0.92))]
+    rows += [_row("roberta-base", "rte", "ft", s, v) for s, v in ((1, 0.79), (2, 0.78))]
+    rows += [_row("roberta-base", "cola", "ft", 1, 0.66)]
+    rows += [_row("roberta-base", "cola", "ft", 2, None, status="nan_loss")]
+    rows += [_row("minilm", "sst2", "lora", s, v) for s, v in ((1, 0.80), (2, 0.82), (3, 0.81))]
+    rows += [_row("minilm", "sst2", "ft", s, v) for s, v in ((1, 0.83), (2, 0.84), (3, 0.85))]
+    rows += [_row("minilm", "sst2", "lora", s, v, lora_r=2) for s, v in ((1, 0.78), (2, 0.80))]
+    rows += [_row("minilm", "rte", "lora", 1, 0.60)]
+    return pd.DataFrame(rows)
+
+
+def _cell(frame, **keys):
+    hit = frame
+    for k, v in keys.items():
+        hit = hit[hit[k].isna()] if v is None else hit[hit[k] == v]
+    assert len(hit) == 1, keys
+    return hit.iloc[0]
+
+
+def test_aggregate_medians_counts_and_exclusions(table):
+    agg = report.aggregate(table)
+    mrpc = _cell(agg, model="roberta-base", method="lora", task="mrpc")
+    assert mrpc["median"] == pytest.approx(89.75)  # median of 88, 89.5, 90, 91: the collapsed run is left out
+    assert mrpc["mean"] == pytest.approx(89.625)
+    assert mrpc["std"] == pytest.approx(np.std([88, 90, 89.5, 91], ddof=1))
+    assert (mrpc["n"], mrpc["n_excluded"], mrpc["min"], mrpc["max"]) == (4, 1, pytest.approx(88), pytest.approx(91))
+    assert mrpc["seeds"] == "1,2,3,4"
+    cola = _cell(agg, model="roberta-base", method="ft", task="cola")
+    assert (cola["n"], cola["n_excluded"], cola["median"]) == (1, 1, pytest.approx(66.0))
+    assert _cell(agg, model="minilm", method="lora", lora_r=2, task="sst2")["median"] == pytest.approx(79.0)
+    assert np.isnan(_cell(agg, model="roberta-base", method="ft", task="rte")["lora_r"])
+
+
+def test_compare_to_paper_verdicts(table):
+    cmp = report.compare_to_paper(report.aggregate(table))
+    mrpc = _cell(cmp, model="roberta-base", method="lora", task="mrpc")  # paper: 89.7 +- 0.7
+    assert (mrpc["paper"], mrpc["paper_pm"]) == (89.7, 0.7)
+    assert mrpc["difference"] == pytest.approx(0.05)
+    assert mrpc["verdict"] == "within the paper's ± spread"
+    sst2 = _cell(cmp, model="roberta-base", method="lora", task="sst2")  # 93.0 vs 95.1 +- 0.2
+    assert sst2["verdict"] == "below" and sst2["difference"] == pytest.approx(-2.1)
+    rte = _cell(cmp, model="roberta-base", method="ft", task="rte")  # 78.5 vs 78.7, no +-: our 1-point tolerance
+    assert rte["tolerance"] == 1.0 and rte["verdict"].startswith("within 1 point")
+    assert _cell(cmp, model="roberta-base", method="ft", task="cola")["verdict"] == "above"  # 66.0 vs 63.6
+    mini = _cell(cmp, model="minilm", method="lora", lora_r=8, task="sst2")  # no paper value: vs our FT 84.0
+    assert np.isnan(mini["paper"]) and mini["difference"] == pytest.approx(-3.0)
+    assert mini["verdict"].startswith("no paper value; vs our FT: below")
+    assert "no FT run" in _cell(cmp, model="minilm", method="lora", task="rte")["verdict"]
+    assert _cell(cmp, model="minilm", lora_r=2, task="sst2")["verdict"].endswith("below FT by 5.0")
+    assert _cell(cmp, model="minilm", method="ft", task="sst2")["verdict"].startswith("no paper value")
+
+
+def test_table2_layout_shows_missing_cells_as_missing(table):
+    t2 = report.table2_layout(report.aggregate(table))
+    assert list(t2.columns) == ["MNLI", "SST-2", "MRPC", "CoLA", "QNLI", "QQP", "RTE", "STS-B", "Avg", "Avg over"]
+    ours = t2.xs(("roberta-base", "LoRA r=8"), level=("model", "method")).xs("ours", level="source")
+    assert ours.index.tolist() == ["0.29M"]  # LoRA matrices only, as the paper counts them
+    row = ours.iloc[0]
+    assert row["MRPC"] == pytest.approx(89.75) and row["SST-2"] == pytest.approx(93.0)
+    assert np.isnan(row["MNLI"]) and np.isnan(row["CoLA"])
+    assert row["Avg"] == pytest.approx((89.75 + 93.0) / 2) and row["Avg over"] == "2 of 8 tasks"
+    paper = t2.xs(("roberta-base", "LoRA r=8", "0.3M", "paper"))
+    assert paper["MRPC"] == 89.7 and paper["Avg over"] == "8 of 8 tasks"
+    assert "minilm" in t2.index.get_level_values("model")
+    assert "paper" not in t2.xs("minilm", level="model").index.get_level_values("source")
+    assert "Avg is the mean over the tasks present" in t2.attrs["footnote"]
+
+
+def test_rank_ablation_and_lora_vs_ft(table):
+    ra = report.rank_ablation(table)
+    r2 = _cell(ra, model="minilm", task="sst2", lora_r=2)
+    assert (r2["median"], r2["min"], r2["max"], r2["n"]) == (pytest.approx(79.0), pytest.approx(78.0),
+                                                              pytest.approx(80.0), 2)
+    vs = report.lora_vs_ft(table)
+    sst2 = _cell(vs, model="minilm", task="sst2")
+    assert (sst2["lora"], sst2["ft"], sst2["difference"]) == (pytest.approx(81.0), pytest.approx(84.0),
+                                                             pytest.approx(-3.0))
+    assert sst2["params_pct"] == pytest.approx(100 * 887042 / 124647170)
+    rte = _cell(vs, model="minilm", task="rte")  # LoRA only: the FT side is missing, not an error
+    assert np.isnan(rte["ft"]) and rte["n_ft"] == 0
+
+
+def test_why_numbers_differ_is_generated_from_the_runs(table):
+    text = "\n".join(report.why_numbers_differ(table))
+    assert "median over 1 to 4 seed(s)" in text
+    assert "LoRA alpha, roberta-base: ours 16; the paper's Appendix D lists 8 (the official scripts use 16)" in text
+    assert "MNLI initialisation, roberta-base: not used for MRPC" in text
+    assert "Model substitution: minilm is not in the paper" in text
+    assert "Subsampling" in text and "2000 rows" in text
+    assert "Epochs" in text and "SST-2 3 vs 60" in text
+    assert "Maximum sequence length" in text and "128 vs 512" in text
+    assert "1 collapsed" in text and "1 nan_loss" in text
+    same = table.assign(max_train_samples=0)
+    assert "Subsampling" not in "\n".join(report.why_numbers_differ(same))
+
+
+def test_empty_table_gives_a_clear_message():
+    empty = pd.DataFrame()
+    agg = report.aggregate(empty)
+    assert agg.empty and report.message(agg) == report.NO_RESULTS
+    for frame in (report.compare_to_paper(agg), report.table2_layout(agg), report.rank_ablation(empty),
+                  report.lora_vs_ft(empty), report.training_curves(empty), report.cost_table(empty)):
+        assert frame.empty and report.message(frame)
+    assert report.why_numbers_differ(empty) == [report.NO_RESULTS]
+    assert report.plot_lora_vs_ft(empty) is None and report.plot_cost(empty) is None
+    assert not report.reference_table("sora_paper_table", empty).empty
+
+
+# ---------------------------------------------------------------- the notebook, HTML and PDF
+
+def _fake_run(root, model, task, method, seed, scores, lora_r=8, status="ok"):
+    """A run directory as experiment.py writes it: manifest.json, epochs.csv, metrics.json."""
+    metric = "pearson" if task == "stsb" else "accuracy"
+    params = RunConfig(model=model, task=task, method=method, lora_r=lora_r, seed=seed, epochs=len(scores),
+                       max_seq_len=128, max_train_samples=200).to_params()
+    name = f"task={task},method={method}" + (f",r={lora_r}" if method == "lora" else "") + f",seed={seed}"
+    run_dir = root / model / name
+    rundir.start_run(run_dir, params)
+    rows = [{"epoch": e + 1, "train_loss": 0.7 - 0.1 * e, metric: s} for e, s in enumerate(scores)]
+    rundir.write_epochs(run_dir, rows)
+    best = max(range(len(scores)), key=lambda i: scores[i])
+    lora = 73728 * lora_r // 8 if method == "lora" else 0
+    rundir.finish_run(run_dir, {
+        "status": status, "task": task, "model": model, "method": method, "seed": seed, "primary_metric": metric,
+        "best_epoch": best + 1, "best": {metric: scores[best]}, "parameters": {
+            "lora": lora, "head": 148226, "total_trainable": lora + 148226 if lora else 22713986},
+        "sizes": {"train": 200}, "train_seconds": 30.0 + seed, "peak_memory_mb": 800.0 + seed,
+        "params_hash": "x"})
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for seed, (lo, ft) in enumerate([(0.80, 0.83), (0.82, 0.84), (0.81, 0.85)], start=1):
+        _fake_run(root, "minilm", "sst2", "lora", seed, [lo - 0.05, lo])
+        _fake_run(root, "minilm", "sst2", "ft", seed, [ft - 0.04, ft])
+        _fake_run(root, "minilm", "sst2", "lora", seed, [lo - 0.06, lo - 0.02], lora_r=2)
+    _fake_run(root, "minilm", "stsb", "lora", 1, [0.61, 0.6734])  # a task with LoRA only, no FT
+    _fake_run(root, "minilm", "stsb", "lora", 2, [0.0, 0.0], status="collapsed")
+    return root
+
+
+def _pdf_pages(pdf, out_dir) -> list:
+    if shutil.which("pdftoppm") is None:
+        pytest.fail("pdftoppm is needed to check the PDF: apt-get install -y poppler-utils")
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(out_dir / "page")], check=True)
+    return sorted(out_dir.glob("page*.png"))
+
+
+def test_report_on_synthetic_runs(synthetic_root, tmp_path):
+    out = tmp_path / "report"
+    assert main(["report", str(synthetic_root), "--out", str(out), "--title", "Synthetic check"]) == 0
+    for name in ("report.ipynb", "report.html", "report.pdf"):
+        assert (out / name).is_file(), name
+    html = (out / "report.html").read_text()
+    assert "Synthetic check" in html
+    assert "SST-2" in html and "81.0" in html  # LoRA r=8 median on SST-2 (80, 81, 82)
+    assert "67.3" in html  # STS-B, LoRA only
+    assert "no paper value; vs our FT: below FT by 3.0" in html
+    assert "no FT run of ours" in html
+    assert "Model substitution: minilm is not in the paper" in html
+    assert "<table" in html and 'src="data:image/png;base64' in html
+    assert '<script src="http' not in html and "def aggregate" not in html and "report.show(" not in html
+    assert "Traceback" not in html and "Error" not in html.split("<body", 1)[1].replace("errorbar", "")
+    pdf = out / "report.pdf"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert len(_pdf_pages(pdf, tmp_path)) >= 1
+
+
+def test_report_on_an_empty_root(tmp_path, capsys):
+    root = tmp_path / "runs"
+    root.mkdir()
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out), "--no-pdf"]) == 0
+    html = (out / "report.html").read_text()
+    assert report.NO_RESULTS in html and not (out / "report.pdf").exists()
+    assert main(["report", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_pdf_without_chromium_names_the_install(tmp_path, monkeypatch):
+    html = tmp_path / "r.html"
+    html.write_text("<html><body>x</body></html>")
+    monkeypatch.setattr(report_export, "find_chromium", lambda: None)
+    with pytest.raises(LoraNbError, match="apt-get install chromium"):
+        report_export.html_to_pdf(html, tmp_path / "r.pdf")
+
+
+def test_low_rank_section_reads_the_analysis_outputs_or_says_what_to_run(tmp_path):
+    from lora_nb_utils.report import low_rank_section
+    [(heading, text)] = low_rank_section(tmp_path)
+    assert heading == "" and "04_low_rank_analysis" in text
+    pd.DataFrame({"layer": [0], "phi_1_1": [0.7]}).to_csv(tmp_path / "subspace_r8_r64.csv", index=False)
+    (tmp_path / "fig3_subspace_r8_r64.png").write_bytes(b"\x89PNG")
+    items = low_rank_section(tmp_path)
+    assert [type(item).__name__ for _, item in items] == ["PosixPath", "DataFrame"]
+    assert items[1][1]["phi_1_1"].iloc[0] == 0.7
