@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import multiprocessing as mp
 import os
-import resource
 import shutil
 import statistics
 import tempfile
@@ -22,6 +21,7 @@ import torch
 
 from .lora import inject_lora, lora_merged, mark_trainable, merge_lora
 from .tasks import get_task
+from .train import peak_rss_mb
 
 REQUIRED_KEYS = ("lora_vs_peft_step_time", "lora_vs_peft_peak_memory", "lora_vs_ft_step_time",
                  "lora_vs_ft_peak_memory", "merged_vs_base_latency", "unmerged_vs_base_latency",
@@ -191,19 +191,6 @@ def _rss_now_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak RSS. VmHWM (/proc/self/status) where it exists: ru_maxrss survives execve on Linux, so
-    in a spawned child it starts at the parent's RSS at fork time; VmHWM belongs to the new address space."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _memory_child(kind: str, cfg_dict: dict) -> dict:
     cfg = BenchConfig(**cfg_dict)
     base = base_model(cfg)
@@ -224,7 +211,7 @@ def _memory_child(kind: str, cfg_dict: dict) -> dict:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = _peak_rss_mb()
+        peak = peak_rss_mb()
     return {"peak_mb": peak, "after_load_mb": after_load, "increment_mb": peak - after_load}
 
 

@@ -73,10 +73,24 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM (/proc/self/status) where it exists: ru_maxrss survives execve on Linux, so a
+    papermill kernel or spawned child would start at its parent's peak; VmHWM belongs to the new address space."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this run: the CUDA allocator's peak on GPU, the process's peak RSS on CPU."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+    return peak_rss_mb()
 
 
 @torch.no_grad()
