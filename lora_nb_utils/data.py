@@ -76,8 +76,16 @@ def cache_root(cache_dir: str | None = None) -> Path:
 
 
 def _tokenizer_digest(tokenizer) -> str:
+    """Identifies the vocabulary and pipeline, not the call state: the backend records the last call's truncation
+    and padding settings, which must not change the cache key."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    ident = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        ident = json.dumps(state, sort_keys=True)
+    else:
+        ident = json.dumps(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(f"{type(tokenizer).__name__}|{ident}".encode()).hexdigest()[:16]
 
 

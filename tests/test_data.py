@@ -78,3 +78,13 @@ def test_shuffle_order_follows_the_seed(glue_dir, roberta_tokenizer):
     def first_labels(seed):
         return [b["labels"].tolist() for b in make_loader(tok["train"], roberta_tokenizer, 8, True, seed)]
     assert first_labels(1) == first_labels(1) and first_labels(1) != first_labels(2)
+
+
+def test_cache_key_ignores_the_tokenizers_call_state(roberta_tokenizer_dir):
+    """The fast backend records the last call's truncation; a fresh tokenizer and a used one share one key."""
+    from lora_nb_utils.data import _tokenizer_digest
+    from lora_nb_utils.models import load_tokenizer
+    fresh = load_tokenizer("roberta-base", roberta_tokenizer_dir)
+    before = _tokenizer_digest(fresh)
+    fresh(["a sentence"], truncation=True, max_length=7)
+    assert _tokenizer_digest(fresh) == before
