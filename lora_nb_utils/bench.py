@@ -333,6 +333,11 @@ def bench_padding(cfg: BenchConfig) -> dict:
         t0 = time.perf_counter()
         logits_m, _ = _predict(trained, eval_max, cfg.device)
         t_eval_m = time.perf_counter() - t0
+        eval_sorted = make_bench_loader(tok[split], tokenizer, 32, False, group_by_length=True)  # what runs use
+        t0 = time.perf_counter()
+        logits_s, labels_s = _predict(trained, eval_sorted, cfg.device)
+        t_eval_s = time.perf_counter() - t0
+        m_s = compute_metrics(task, predictions_from_logits(task, logits_s.numpy()), labels_s.numpy())
         preds_d = predictions_from_logits(task, logits_d.numpy())
         preds_m = predictions_from_logits(task, logits_m.numpy())
         m_d = compute_metrics(task, preds_d, labels.numpy())
@@ -343,16 +348,20 @@ def bench_padding(cfg: BenchConfig) -> dict:
             "dynamic_vs_maxlen_padding_speedup": times["max_length"] / times["dynamic"],
             "grouped_vs_dynamic_speedup": times["dynamic"] / times["grouped"],
             "train_loss_max_abs_diff_dynamic_vs_maxlen": loss_diff,
-            "eval_seconds": {"dynamic": t_eval_d, "max_length": t_eval_m},
+            "eval_seconds": {"dynamic": t_eval_d, "max_length": t_eval_m, "sorted": t_eval_s},
             "eval_dynamic_vs_maxlen_speedup": t_eval_m / t_eval_d,
+            "eval_sorted_vs_dynamic_speedup": t_eval_d / t_eval_s, "eval_sorted_metrics_identical": m_s == m_d,
             "predictions_identical": bool((preds_d == preds_m).all()),
             "logits_max_abs_diff": float((logits_d - logits_m).abs().max()),
             "metrics_dynamic": m_d, "metrics_max_length": m_m,
             "metrics_identical": m_d == m_m}
         for k in totals:
             totals[k] += times[k]
+    evals = [p["eval_seconds"] for p in per_task.values()]
     return {"dynamic_vs_maxlen_padding_speedup": totals["max_length"] / totals["dynamic"],
             "grouped_vs_dynamic_speedup": totals["dynamic"] / totals["grouped"],
+            "eval_sorted_vs_dynamic_speedup": sum(e["dynamic"] for e in evals) / sum(e["sorted"] for e in evals),
+            "eval_sorted_metrics_identical": all(p["eval_sorted_metrics_identical"] for p in per_task.values()),
             **{f"dynamic_vs_maxlen_padding_speedup_{t}": per_task[t]["dynamic_vs_maxlen_padding_speedup"]
                for t in per_task},
             "padding_metrics_identical": all(p["metrics_identical"] for p in per_task.values()),
@@ -474,14 +483,16 @@ RATIO_KEYS = ("lora_vs_peft_step_time", "lora_vs_peft_peak_memory", "lora_vs_pef
               "lora_vs_ft_step_time", "lora_vs_ft_peak_memory", "lora_vs_ft_memory_increment",
               "merged_vs_base_latency", "unmerged_vs_base_latency", "dynamic_vs_maxlen_padding_speedup",
               "dynamic_vs_maxlen_padding_speedup_sst2", "dynamic_vs_maxlen_padding_speedup_rte",
-              "grouped_vs_dynamic_speedup", "tokenize_cold_vs_warm", "pipeline_overhead_fraction_median")
+              "grouped_vs_dynamic_speedup", "eval_sorted_vs_dynamic_speedup", "tokenize_cold_vs_warm",
+              "pipeline_overhead_fraction_median")
 
 
 def summary_lines(out: dict) -> list[str]:
     """A short human-readable summary of a run_bench result."""
     lines = [f"model {out['model']} ({out['weights']} weights), device {out['device']}"]
     lines += [f"{k:>40}: {out[k]:.3f}" for k in RATIO_KEYS if isinstance(out.get(k), (int, float))]
-    for k in ("padding_predictions_identical", "padding_metrics_identical", "merged_equals_unmerged"):
+    for k in ("padding_predictions_identical", "padding_metrics_identical", "eval_sorted_metrics_identical",
+              "merged_equals_unmerged"):
         if k in out:
             lines.append(f"{k:>40}: {out[k]}")
     if "memory_measure" in out:

@@ -111,7 +111,7 @@ def cmd_export(args) -> int:
 def cmd_report(args) -> int:
     from .report_export import build_report
     params = {"title": args.title} if args.title else {}
-    files = build_report(args.root, args.out, pdf=not args.no_pdf, **params)
+    files = build_report(args.root, args.out, pdf=not args.no_pdf, analysis_dir=args.analysis_dir, **params)
     for kind, path in files.items():
         print(f"{kind:>9}: {path}")
     return 0
@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (report.ipynb, report.html, report.pdf)")
     p.add_argument("--title", default=None, help="the report's title")
     p.add_argument("--no-pdf", action="store_true", help="skip the PDF (which needs Chromium)")
+    p.add_argument("--analysis-dir", default=None,
+                   help="outputs of notebooks/04_low_rank_analysis.ipynb (default: 'analysis' beside ROOT)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("bench", help="side-by-side benchmarks: LoRA vs PEFT vs full FT, latency, padding, overhead")

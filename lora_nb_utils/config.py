@@ -56,6 +56,7 @@ class RunConfig:
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
     eval_batch_size: int = 64
+    group_by_length: bool = False  # training batches of similar lengths: less padding, other batches (results differ)
     seed: int = 0
     # execution
     precision: str = "fp32"  # fp32 | bf16 | fp16

@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import torch
 from datasets import DatasetDict, load_dataset, load_from_disk
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding
 
 from .errors import LoraNbError
@@ -114,9 +114,47 @@ def tokenize(dsd: DatasetDict, task: Task, tokenizer, max_seq_len: int, cache_di
     return load_from_disk(str(path))
 
 
+class LengthGroupedBatchSampler(Sampler):
+    """Batches of rows of similar length, so dynamic padding pads little. shuffle=True (training): shuffle, cut into
+    mega-batches of `batch_size * mega_batch_factor` rows, sort each by length (longest first), cut into batches,
+    shuffle the batch order; a new order every epoch, fixed by `seed`. shuffle=False (evaluation): all rows sorted
+    by length. Every row appears once per pass."""
+
+    def __init__(self, lengths, batch_size: int, seed: int = 0, mega_batch_factor: int = 50, shuffle: bool = True):
+        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
+        self.mega = batch_size * mega_batch_factor if shuffle else max(len(self.lengths), 1)
+        self.shuffle, self.epoch = shuffle, 0
+
+    def _batches(self, epoch: int) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        n = len(self.lengths)
+        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
+        batches = []
+        for start in range(0, n, self.mega):
+            chunk = sorted(order[start:start + self.mega], key=lambda i: -self.lengths[i])
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        if self.shuffle:
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        return batches
+
+    def __iter__(self):
+        batches = self._batches(self.epoch)
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
 def make_loader(ds: datasets.Dataset, tokenizer, batch_size: int, shuffle: bool, seed: int = 0,
-                num_workers: int = 0) -> DataLoader:
-    """Batches padded to their own longest sequence; the shuffle order is fixed by `seed`."""
+                num_workers: int = 0, group_by_length: bool = False) -> DataLoader:
+    """Batches padded to their own longest sequence; the shuffle order is fixed by `seed`. group_by_length:
+    batches of similar lengths (LengthGroupedBatchSampler): less padding, but for training it changes which rows
+    share a batch, hence the results; for evaluation (shuffle=False) only the order of the rows changes."""
+    collate = DataCollatorWithPadding(tokenizer)
+    if group_by_length:
+        sampler = LengthGroupedBatchSampler([len(x) for x in ds["input_ids"]], batch_size, seed, shuffle=shuffle)
+        return DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers,
-                      collate_fn=DataCollatorWithPadding(tokenizer))
+                      collate_fn=collate)

@@ -39,10 +39,12 @@ def prepare_data(cfg: RunConfig) -> RunData:
     for split in (*selection, *tests):
         raw[split] = subsample(raw[split], cfg.max_eval_samples)
     tok = tokenize(raw, task, tokenizer, cfg.max_seq_len, cfg.cache_dir or None)
-    train_loader = make_loader(tok["train"], tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    train_loader = make_loader(tok["train"], tokenizer, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                               group_by_length=cfg.group_by_length)
 
-    def loaders(names):
-        return {s: make_loader(tok[s], tokenizer, cfg.eval_batch_size, shuffle=False) for s in names}
+    def loaders(names):  # evaluation rows sorted by length: less padding, the same predictions and metrics
+        return {s: make_loader(tok[s], tokenizer, cfg.eval_batch_size, shuffle=False, group_by_length=True)
+                for s in names}
     return RunData(task, tokenizer, train_loader, loaders(selection), {s: len(d) for s, d in tok.items()},
                    loaders(tests))
 

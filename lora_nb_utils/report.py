@@ -335,6 +335,22 @@ def _values(series) -> str:
     return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals) or "none"
 
 
+def _convergence(ok: pd.DataFrame, model: str) -> list[str]:
+    """Per method: how many runs scored best at their last epoch (still improving when training stopped)."""
+    if ok.empty or not {"best_epoch", "epochs"} <= set(ok.columns):
+        return []
+    ok = ok.dropna(subset=["best_epoch", "epochs"])
+    parts = []
+    for method, g in ok.groupby("method"):
+        last = int((g["best_epoch"].astype(int) >= g["epochs"].astype(int)).sum())
+        parts.append(f"{method} {last} of {len(g)}")
+    if not parts:
+        return []
+    return [f"Convergence, {model}: runs whose best epoch was their last one (the score was still rising when "
+            f"training stopped): {', '.join(parts)}. With a short budget this favours the method that learns "
+            "faster per step."]
+
+
 def why_numbers_differ(results: pd.DataFrame) -> list[str]:
     """Sentences, generated from the runs' settings, on why our numbers differ from the paper's."""
     if not _has_runs(results):
@@ -393,6 +409,7 @@ def why_numbers_differ(results: pd.DataFrame) -> list[str]:
                 fewer = " We train for fewer epochs, so runs may stop before they converge." \
                     if ours_col == "epochs" and (m["epochs"].max() < p["epochs"].min()) else ""
                 out.append(f"{label}{extra}, {who}, ours vs the paper's: {'; '.join(diffs)}.{fewer}")
+        out.extend(_convergence(_usable(mine), model))
         sub = mine[pd.to_numeric(mine["max_train_samples"], errors="coerce").fillna(0) > 0]
         if len(sub):
             out.append(f"Subsampling, {model}: training sets capped at {_values(sub['max_train_samples'])} rows "
@@ -546,39 +563,3 @@ def plot_cost(results: pd.DataFrame):
         ax.legend(title="", fontsize=8)
     fig.tight_layout()
     return fig
-
-
-# ---------------------------------------------------------------- Section 7 (written by 04_low_rank_analysis)
-
-PAPER_SECTION7 = [
-    "Table 5 (GPT-3, 18M parameters budget): adapting W_q and W_v at r = 4 beats W_q or W_k alone at r = 8; "
-    "spreading the budget over more matrices wins over a higher rank.",
-    "Figure 3: the top singular directions of A_r=8 are contained in A_r=64 (phi > 0.5 at i = 1); the rest is "
-    "mostly noise, so a very low rank suffices.",
-    "Figure 4: the top directions of two seeds (r = 64) agree far more than two random matrices do.",
-    "Table 7: ΔW amplifies directions that W does not emphasise: amplification factor ≈ 21.5 (6.91 / 0.32) at r = 4, "
-    "≈ 2 at r = 64.",
-]
-ANALYSIS_FILES = [("Table 5: which weight matrices to adapt (median score x100)", "table5_targets.csv"),
-                  ("Figure 3: subspace similarity between r = 8 and r = 64", "fig3_subspace_r8_r64.png"),
-                  ("phi per layer, r = 8 vs r = 64 (with the random baseline)", "subspace_r8_r64.csv"),
-                  ("Figure 4: between two seeds at r = 64", "fig4_subspace_seeds.png"),
-                  ("phi per layer, seed vs seed (with the random baseline)", "subspace_seeds.csv"),
-                  ("Table 7: ΔW against W", "table7_delta_w.csv")]
-
-
-def low_rank_section(analysis_dir) -> list:
-    """The paper's Section 7 findings, then what our adapters show: [(title, DataFrame | Path to a PNG)], or a
-    message when notebooks/04_low_rank_analysis.ipynb has not written its outputs yet."""
-    analysis_dir = Path(analysis_dir)
-    items = []
-    for title, name in ANALYSIS_FILES:
-        path = analysis_dir / name
-        if path.is_file():
-            header = [0, 1] if name.startswith("table5") else 0
-            items.append((title, path if name.endswith(".png") else
-                          pd.read_csv(path, header=header, index_col=0 if name.startswith("table5") else None)))
-    if not items:
-        return [("", f"No analysis outputs in {analysis_dir}: run notebooks/04_low_rank_analysis.ipynb on runs "
-                     "of params/grids/cpu_minilm_analysis.yaml (or your own r=8 / r=64 runs).")]
-    return items

@@ -33,14 +33,27 @@ def report_notebook() -> Path:
     return path
 
 
-def execute_report(results_root, out_dir, **parameters) -> Path:
-    """Run the report notebook on `results_root`; writes and returns out_dir/report.ipynb."""
+def _as_shown(path, repo: Path) -> str:
+    """The path relative to the repository when inside it (the report prints it; no machine's absolute path)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(repo))
+    except ValueError:
+        return str(path)
+
+
+def execute_report(results_root, out_dir, analysis_dir=None, **parameters) -> Path:
+    """Run the report notebook on `results_root` (Section 7 outputs from `analysis_dir`, default: the folder
+    `analysis` beside results_root); writes and returns out_dir/report.ipynb."""
     import papermill
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / "report.ipynb"
-    params = {"results_root": str(Path(results_root).resolve()), **parameters}
     nb = report_notebook()
+    repo = nb.parent.parent
+    analysis_dir = analysis_dir or Path(results_root).resolve().parent / "analysis"
+    params = {"results_root": _as_shown(results_root, repo), "analysis_dir": _as_shown(analysis_dir, repo),
+              **parameters}
     papermill.execute_notebook(str(nb), str(target), parameters=params, cwd=str(nb.parent.parent),
                                kernel_name="python3", progress_bar=False)
     return target

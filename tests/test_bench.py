@@ -11,7 +11,7 @@ from lora_nb_utils.bench import REQUIRED_KEYS, BenchConfig, build_variant, run_b
 from lora_nb_utils.cli import main
 from lora_nb_utils.costmodel import estimate_plan_hours, estimate_run_hours, expected_padded_length, samples_per_s
 from lora_nb_utils.interop import peft_config_for
-from lora_nb_utils.loaders import LengthGroupedBatchSampler, make_bench_loader
+from lora_nb_utils.loaders import make_bench_loader
 from lora_nb_utils.lora import inject_lora, lora_merged, mark_trainable, merge_lora
 
 from .conftest import tiny_model
@@ -105,19 +105,6 @@ def test_dynamic_padding_gives_the_same_logits_as_max_length(roberta_tokenizer):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_length_grouped_batches_cover_every_row_once(roberta_tokenizer):
-    lengths = [5, 50, 7, 48, 6, 49, 8, 47, 45, 46]
-    sampler = LengthGroupedBatchSampler(lengths, batch_size=2, seed=0, mega_batch_factor=5)
-    batches = list(sampler)
-    assert sorted(i for b in batches for i in b) == list(range(10)) and len(batches) == len(sampler)
-    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
-    assert spread == 5  # sorted inside mega-batches: similar lengths share a batch
-    ds = _tokenized_rows(roberta_tokenizer)
-    rows = [r for batch in make_bench_loader(ds, roberta_tokenizer, 2, True, group_by_length=True)
-            for r in batch["labels"].tolist()]
-    assert sorted(rows) == [0, 0, 1, 1]
-
-
 def test_cost_model_arithmetic():
     import pandas as pd
     table = pd.DataFrame([
@@ -162,6 +149,7 @@ def test_bench_tiny_returns_every_key(glue_dir, roberta_tokenizer_dir, monkeypat
     missing = [k for k in REQUIRED_KEYS if k not in out]
     assert not missing
     assert out["padding_predictions_identical"] and out["merged_equals_unmerged"]
+    assert out["eval_sorted_metrics_identical"]  # evaluation rows sorted by length: the same metrics
     assert json.loads(out_file.read_text())["model"] == "roberta-base"
 
 

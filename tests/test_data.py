@@ -88,3 +88,30 @@ def test_cache_key_ignores_the_tokenizers_call_state(roberta_tokenizer_dir):
     before = _tokenizer_digest(fresh)
     fresh(["a sentence"], truncation=True, max_length=7)
     assert _tokenizer_digest(fresh) == before
+
+
+def test_length_grouped_batches_cover_every_row_once_and_reshuffle_each_epoch(glue_dir, roberta_tokenizer):
+    from lora_nb_utils.data import LengthGroupedBatchSampler
+    lengths = [5, 50, 7, 48, 6, 49, 8, 47, 45, 46]
+    sampler = LengthGroupedBatchSampler(lengths, batch_size=2, seed=0, mega_batch_factor=5)
+    first, second = list(sampler), list(sampler)
+    for batches in (first, second):
+        assert sorted(i for b in batches for i in b) == list(range(10)) and len(batches) == len(sampler)
+        spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
+        assert spread <= 5  # sorted inside mega-batches of 5 rows: similar lengths share a batch
+    assert first != second  # a new order each epoch ...
+    again = LengthGroupedBatchSampler(lengths, batch_size=2, seed=0, mega_batch_factor=5)
+    assert [list(again), list(again)] == [first, second]  # ... fixed by the seed
+    evaluation = list(LengthGroupedBatchSampler(lengths, batch_size=3, shuffle=False))
+    assert [lengths[i] for b in evaluation for i in b] == sorted(lengths, reverse=True)
+
+    dsd = load_glue(get_task("rte"), glue_dir)
+    dsd["train"] = subsample(dsd["train"], 96)
+    tok = tokenize(dsd, get_task("rte"), roberta_tokenizer, max_seq_len=128)
+    plain = make_loader(tok["train"], roberta_tokenizer, 16, shuffle=True, seed=1)
+    grouped = make_loader(tok["train"], roberta_tokenizer, 16, shuffle=True, seed=1, group_by_length=True)
+    padded = {name: sum(b["input_ids"].numel() for b in loader) for name, loader in (("plain", plain),
+                                                                                      ("grouped", grouped))}
+    assert padded["grouped"] < 0.8 * padded["plain"]  # real RTE rows: far less padding
+    labels = sorted(x for b in grouped for x in b["labels"].tolist())
+    assert labels == sorted(tok["train"]["labels"])

@@ -125,7 +125,9 @@ def test_new_parameters_at_their_defaults_keep_the_params_hash():
     from lora_nb_utils.config import params_hash
     old = {"model": "minilm", "task": "rte", "method": "lora", "seed": 1}
     assert params_hash({**old, **{k: v for k, v in RunConfig().to_params().items()
-                                  if k.startswith(("adalora_", "sora_")) or k == "split"}}) == params_hash(old)
+                                  if k.startswith(("adalora_", "sora_")) or k in ("split", "group_by_length")}}) \
+        == params_hash(old)
+    assert params_hash({**old, "group_by_length": True}) != params_hash(old)  # it changes the batches
 
 
 # Real MiniLM + real SST-2, SoRA split (train 1000 of the remaining 66349 rows, 1 epoch; validation = 300 of the

@@ -122,6 +122,11 @@ def test_why_numbers_differ_is_generated_from_the_runs(table):
     assert "1 collapsed" in text and "1 nan_loss" in text
     same = table.assign(max_train_samples=0)
     assert "Subsampling" not in "\n".join(report.why_numbers_differ(same))
+    assert "Convergence" not in text  # no best_epoch column, no claim
+    rising = table.assign(best_epoch=[3, 2, 3, 3, 1] + [1] * (len(table) - 5))  # mrpc: 3 of the 4 ok runs at 3
+    assert "Convergence, roberta-base: runs whose best epoch was their last one" in "\n".join(
+        report.why_numbers_differ(rising))
+    assert "lora 3 of 7" in "\n".join(report.why_numbers_differ(rising))  # 4 mrpc + 3 sst2 ok LoRA runs
 
 
 def test_empty_table_gives_a_clear_message():
@@ -214,14 +219,3 @@ def test_pdf_without_chromium_names_the_install(tmp_path, monkeypatch):
     monkeypatch.setattr(report_export, "find_chromium", lambda: None)
     with pytest.raises(LoraNbError, match="apt-get install chromium"):
         report_export.html_to_pdf(html, tmp_path / "r.pdf")
-
-
-def test_low_rank_section_reads_the_analysis_outputs_or_says_what_to_run(tmp_path):
-    from lora_nb_utils.report import low_rank_section
-    [(heading, text)] = low_rank_section(tmp_path)
-    assert heading == "" and "04_low_rank_analysis" in text
-    pd.DataFrame({"layer": [0], "phi_1_1": [0.7]}).to_csv(tmp_path / "subspace_r8_r64.csv", index=False)
-    (tmp_path / "fig3_subspace_r8_r64.png").write_bytes(b"\x89PNG")
-    items = low_rank_section(tmp_path)
-    assert [type(item).__name__ for _, item in items] == ["PosixPath", "DataFrame"]
-    assert items[1][1]["phi_1_1"].iloc[0] == 0.7
