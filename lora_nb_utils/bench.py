@@ -64,7 +64,7 @@ class BenchConfig:
                         throughput_seq_lens=(32,), config_overrides=dict(TINY_OVERRIDES))
         elif quick:
             small = model == "minilm"
-            base = dict(model=model, reps=3, memory_steps=2, batch_size=16 if small else 8,
+            base = dict(model=model, reps=7, steps_per_rep=2, memory_steps=2, batch_size=16 if small else 8,
                         padding_train_samples=64 if small else 8, padding_eval_samples=128 if small else 16,
                         padding_batch_size=16 if small else 4,
                         throughput_seq_lens=(128,))

@@ -20,6 +20,7 @@ TASK_LABELS = {"mnli": "MNLI", "sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", 
 EXCLUDED = ("collapsed", "nan_loss", "failed", "timeout")
 FT_TOLERANCE = 1.0  # points (x100): the paper gives no ± for full fine-tuning, so this is our stated tolerance
 PAPER_RANK = 8  # the paper's Table 2 LoRA rank
+PAPER_TARGETS = "query,value"  # the matrices the paper's Table 2 adapts
 REFERENCE_MODEL = "roberta-base"  # whose settings a model outside the paper is compared with
 NO_RESULTS = "No finished runs yet: the results table is empty, so there is nothing to compare."
 GROUP = ["model", "method", "lora_r", "task"]
@@ -39,10 +40,24 @@ def _has_runs(results: pd.DataFrame) -> bool:
     return results is not None and len(results) > 0 and "status" in results
 
 
+def _other_targets(results: pd.DataFrame) -> pd.Series:
+    """True for LoRA runs that adapt other matrices than the paper's Table 2 (query, value): Table 5 runs."""
+    if "lora_targets" not in results:
+        return pd.Series(False, index=results.index)
+    targets = results["lora_targets"].fillna(PAPER_TARGETS).astype(str)
+    return (results["method"] == "lora") & (targets != PAPER_TARGETS)
+
+
+def table2_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """The runs that the Table 2 comparisons use: every run except LoRA on other target sets (Section 7's Table 5)."""
+    return results[~_other_targets(results)] if _has_runs(results) else results
+
+
 def _usable(results: pd.DataFrame) -> pd.DataFrame:
-    """Finished runs with a score and status 'ok' (scores x100 in column `score100`)."""
+    """Finished Table 2 runs with a score and status 'ok' (scores x100 in column `score100`)."""
     if not _has_runs(results) or "score" not in results:
         return pd.DataFrame(columns=[*GROUP, "seed", "score100"])
+    results = table2_runs(results)
     ok = results[(results["status"] == "ok") & results["score"].notna()].copy()
     ok["score100"] = 100 * ok["score"].astype(float)
     return ok
@@ -124,7 +139,7 @@ def aggregate(results: pd.DataFrame) -> pd.DataFrame:
     """Per (model, method, lora_r, task): median / mean / std / min / max over seeds (x100), n, n_excluded."""
     if not _has_runs(results):
         return _empty(AGG_COLUMNS)
-    res = results.copy()
+    res = table2_runs(results).copy()
     for col in GROUP:
         if col not in res:
             res[col] = np.nan
@@ -318,6 +333,7 @@ def training_curves(results: pd.DataFrame, ranks=(PAPER_RANK,)) -> pd.DataFrame:
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:
     """Training time (minutes) and peak memory (MB) per finished run."""
     cols = ["model", "task", "config", "seed", "train_minutes", "peak_memory_mb", "trainable_params"]
+    results = table2_runs(results)
     done = results[results["train_seconds"].notna()] if _has_runs(results) and "train_seconds" in results else None
     if done is None or done.empty:
         return _empty(cols)
@@ -415,6 +431,12 @@ def why_numbers_differ(results: pd.DataFrame) -> list[str]:
             out.append(f"Subsampling, {model}: training sets capped at {_values(sub['max_train_samples'])} rows "
                        f"({', '.join(sorted({TASK_LABELS.get(t, t) for t in sub['task']}))}); the paper trains on the "
                        "full training sets (e.g. SST-2 67,349 rows, MNLI 392,702).")
+    other = int(_other_targets(results).sum())
+    if other:
+        sets = _values(results.loc[_other_targets(results), "lora_targets"])
+        out.append(f"Target sets: {other} LoRA run(s) adapt other matrices than query and value ({sets}): the Table 5 "
+                   "runs of Section 7. Table 2, the LoRA-vs-FT comparison, the rank ablation and the cost figures "
+                   "leave them out; Section 7 shows them.")
     bad = results[results["status"].isin(EXCLUDED)]
     if len(bad):
         counts = ", ".join(f"{n} {s}" for s, n in bad["status"].value_counts().items())
