@@ -110,6 +110,18 @@ def test_rank_ablation_and_lora_vs_ft(table):
     assert np.isnan(rte["ft"]) and rte["n_ft"] == 0
 
 
+def test_lora_runs_on_other_target_sets_stay_out_of_the_table2_comparisons(table):
+    table = table.assign(lora_targets="query,value")
+    table5 = pd.DataFrame([_row("minilm", "sst2", "lora", s, 0.99, lora_targets="key") for s in (1, 2)] +
+                          [_row("minilm", "sst2", "lora", 1, 0.99, lora_r=16, lora_targets="query")])
+    mixed = pd.concat([table, table5], ignore_index=True)
+    pd.testing.assert_frame_equal(report.aggregate(mixed), report.aggregate(table))
+    pd.testing.assert_frame_equal(report.rank_ablation(mixed), report.rank_ablation(table))
+    assert len(report.cost_table(mixed)) == len(report.cost_table(table))
+    text = "\n".join(report.why_numbers_differ(mixed))
+    assert "Target sets: 3 LoRA run(s) adapt other matrices than query and value (key, query)" in text
+
+
 def test_why_numbers_differ_is_generated_from_the_runs(table):
     text = "\n".join(report.why_numbers_differ(table))
     assert "median over 1 to 4 seed(s)" in text
