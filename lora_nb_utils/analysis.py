@@ -322,7 +322,8 @@ def budget_equalised_ranks(budget_r: int = 8, budget_targets="query,value", targ
 def table5_pivot(results: pd.DataFrame, score: str = "score", agg: str = "median") -> pd.DataFrame:
     """Table 5 layout from one row per run (task, lora_targets, lora_r, seed, score): rows = task, columns =
     (lora_targets, lora_r) in the paper's order, values = the `agg` (median) over seeds."""
-    df = results.assign(lora_targets=results["lora_targets"].map(canonical_targets))
+    df = results.assign(lora_targets=results["lora_targets"].map(canonical_targets),
+                        lora_r=results["lora_r"].astype(int))
     pivot = df.pivot_table(index="task", columns=["lora_targets", "lora_r"], values=score, aggfunc=agg)
     order = {t: n for n, t in enumerate(TABLE5_TARGET_SETS)}
     columns = sorted(pivot.columns, key=lambda c: (order.get(c[0], len(order)), c[0], c[1]))
