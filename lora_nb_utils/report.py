@@ -269,13 +269,16 @@ def table2_layout(agg: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
 
 
 def rank_ablation(results: pd.DataFrame) -> pd.DataFrame:
-    """LoRA score vs rank per (model, task): median, min, max over seeds (x100) and n."""
+    """LoRA score vs rank per (model, task) with runs at two or more ranks: median, min, max over seeds (x100), n."""
     cols = ["model", "task", "lora_r", "median", "min", "max", "n", "lora_params"]
     ok = _usable(results)
     ok = ok[ok["method"] == "lora"] if len(ok) else ok
     if ok.empty:
         return _empty(cols, "No finished LoRA runs: no rank ablation to show.")
     ok = ok.assign(lora_r=ok["lora_r"].astype(int))
+    ok = ok[ok.groupby(["model", "task"])["lora_r"].transform("nunique") >= 2]
+    if ok.empty:
+        return _empty(cols, "No task has finished LoRA runs at two or more ranks yet: no rank ablation to show.")
     out = ok.groupby(["model", "task", "lora_r"]).agg(median=("score100", "median"), min=("score100", "min"),
                                                       max=("score100", "max"), n=("score100", "size"),
                                                       lora_params=("lora_params", "median")).reset_index()
@@ -532,15 +535,20 @@ def plot_rank_ablation(results: pd.DataFrame):
     if message(ra):
         return None
     keys = list(ra.groupby(["model", "task"]).groups)
+    agg = aggregate(results)
     fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
     for ax, (model, task) in zip(axes[0], keys):
         g = ra[(ra["model"] == model) & (ra["task"] == task)]
         ax.errorbar(g["lora_r"], g["median"], yerr=[g["median"] - g["min"], g["max"] - g["median"]], marker="o",
-                    capsize=3)
+                    capsize=3, label="LoRA")
+        ft = agg[(agg["model"] == model) & (agg["task"] == task) & (agg["method"] == "ft") & (agg["n"] > 0)]
+        if len(ft):
+            ax.axhline(ft["median"].iloc[0], color="grey", linestyle="--", label="FT (median)")
+            ax.legend(fontsize=8)
         ax.set_xscale("log", base=2)
         ax.set_xticks(g["lora_r"], [str(r) for r in g["lora_r"]])
         ax.set(title=f"{model} {TASK_LABELS.get(task, task)}", xlabel="LoRA rank r", ylabel="score x100")
-    fig.suptitle("Rank ablation: median over seeds, bars from min to max seed")
+    fig.suptitle("Rank ablation: median, bars min to max over seeds; dashed: FT")
     fig.tight_layout()
     return fig
 

@@ -101,6 +101,9 @@ def test_rank_ablation_and_lora_vs_ft(table):
     r2 = _cell(ra, model="minilm", task="sst2", lora_r=2)
     assert (r2["median"], r2["min"], r2["max"], r2["n"]) == (pytest.approx(79.0), pytest.approx(78.0),
                                                               pytest.approx(80.0), 2)
+    assert set(zip(ra["model"], ra["task"])) == {("minilm", "sst2")}  # one rank only (roberta-base, rte): no ablation
+    one_rank = report.rank_ablation(table[table["lora_r"] != 2])
+    assert one_rank.empty and "two or more ranks" in report.message(one_rank)
     vs = report.lora_vs_ft(table)
     sst2 = _cell(vs, model="minilm", task="sst2")
     assert (sst2["lora"], sst2["ft"], sst2["difference"]) == (pytest.approx(81.0), pytest.approx(84.0),
