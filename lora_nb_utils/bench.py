@@ -500,6 +500,17 @@ def summary_lines(out: dict) -> list[str]:
     return lines
 
 
+def ratios_markdown(outs: list[dict]) -> str:
+    """A Markdown table of the ratios of several run_bench results side by side (one column per model)."""
+    flags = ("padding_predictions_identical", "padding_metrics_identical", "eval_sorted_metrics_identical",
+             "merged_equals_unmerged")
+    lines = ["| ratio | " + " | ".join(o["model"] for o in outs) + " |", "| --- |" + " --- |" * len(outs)]
+    for k in (*RATIO_KEYS, *flags):
+        cells = [f"{o[k]:.3f}" if isinstance(o.get(k), float) else str(o.get(k, "—")) for o in outs]
+        lines.append(f"| `{k}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def append_throughput_csv(rows: list[dict], path) -> None:
     """Add measured throughput rows to a CSV (the cost model reads lora_nb_utils/reference/throughput.csv)."""
     import csv

@@ -161,3 +161,12 @@ def test_pipeline_overhead_reads_run_directories(tmp_path):
     write_json(run / "metrics.json", {"train_seconds": 80.0})
     out = pipeline_overhead(tmp_path)
     assert out["pipeline_runs"] == 1 and out["pipeline_overhead_fraction_median"] == pytest.approx(0.2)
+
+
+def test_ratios_markdown_sets_models_side_by_side():
+    from lora_nb_utils.bench import ratios_markdown
+    text = ratios_markdown([{"model": "minilm", "lora_vs_peft_step_time": 0.5, "merged_equals_unmerged": True},
+                            {"model": "roberta-base", "lora_vs_peft_step_time": 1.25}])
+    assert text.splitlines()[0] == "| ratio | minilm | roberta-base |"
+    assert "| `lora_vs_peft_step_time` | 0.500 | 1.250 |" in text
+    assert "| `merged_equals_unmerged` | True | — |" in text
