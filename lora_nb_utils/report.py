@@ -242,14 +242,15 @@ def table2_layout(agg: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
     for (model, method, lora_r), g in agg.groupby(["model", "method", "lora_r"], dropna=False, sort=False):
         params = g["lora_params"].median() if method != "ft" else g["trainable_params"].median()
         row = {"model": model, "method": method_label(method, lora_r), "# trainable params": human_count(params),
-               "source": "ours"}
+               "source": "ours", "_r": lora_r}
         row.update({TASK_LABELS.get(t, t): v for t, v in zip(g["task"], g["median"])})
         rows.append(row)
     if with_paper:
         paper = _paper_rows()
         for (model, method), g in paper[paper["model"].isin(agg["model"])].groupby(["model", "method"], sort=False):
             row = {"model": model, "method": method_label(method, PAPER_RANK if method == "lora" else None),
-                   "# trainable params": g["trainable_params"].iloc[0], "source": "paper"}
+                   "# trainable params": g["trainable_params"].iloc[0], "source": "paper",
+                   "_r": PAPER_RANK if method == "lora" else np.nan}
             row.update({TASK_LABELS[t]: v for t, v in zip(g["task"], g["value"])})
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -259,7 +260,8 @@ def table2_layout(agg: pd.DataFrame, with_paper: bool = True) -> pd.DataFrame:
     scores = table[columns[:-2]].astype(float)
     table["Avg"] = scores.mean(axis=1, skipna=True)
     table["Avg over"] = scores.notna().sum(axis=1).map(lambda k: f"{k} of {len(TASK_ORDER)} tasks")
-    table = table.sort_values(["model", "method", "source"], kind="stable")
+    table["_m"] = table["method"].str.split(" r=").str[0]  # FT, LoRA, ... then ranks in numeric order
+    table = table.sort_values(["model", "_m", "_r", "source"], kind="stable", na_position="first")
     table = table.set_index(["model", "method", "# trainable params", "source"])[columns]
     table.attrs["footnote"] = ("Median over seeds of each run's best-epoch validation score, x100. Empty cells: no "
                                "finished run. Avg is the mean over the tasks present in the row (see 'Avg over'); "
