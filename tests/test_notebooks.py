@@ -54,4 +54,3 @@ def test_papermill_smoke_run_on_real_minilm(nb, glue_dir, tmp_path):
     assert not any(o.get("output_type") == "error" for o in outputs)
     assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)  # no widgets
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the curves figure rendered
-
