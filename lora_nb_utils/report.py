@@ -484,14 +484,21 @@ def reference_table(name: str, results: pd.DataFrame | None = None) -> pd.DataFr
                            sort=False)
     wide = wide.rename(index=lambda m: m.split("/")[-1], level="model")
     wide.insert(0, "source", "paper")
-    agg = aggregate(results) if results is not None else _empty(AGG_COLUMNS)
-    deberta_v3 = agg["model"].isin(["deberta-v3-base", "microsoft/deberta-v3-base"])
-    mine = agg[agg["method"].isin(["adalora", "sora"]) | (deberta_v3 & agg["method"].isin(["lora", "ft"]))]
+    ok = _usable(results) if results is not None else _usable(pd.DataFrame())
+    deberta_v3 = ok["model"].isin(["deberta-v3-base", "microsoft/deberta-v3-base"])
+    mine = ok[ok["method"].isin(["adalora", "sora"]) | (deberta_v3 & ok["method"].isin(["lora", "ft"]))].copy()
+    if "test_score" in mine:  # split 'sora': the test part is the reported score, as in their papers
+        mine["score100"] = (100 * mine["test_score"].astype(float)).where(mine["test_score"].notna(), mine["score100"])
     rename = {"mnli": "mnli_m", "qqp": "qqp_acc"}
     rows = []
     for (model, method, lora_r), g in mine.groupby(["model", "method", "lora_r"], dropna=False):
         params = g["lora_params"].median() if method != "ft" else g["trainable_params"].median()
-        rows.append(pd.Series({"source": "ours", **{rename.get(t, t): v for t, v in zip(g["task"], g["median"])}},
+        means = g.groupby("task")["score100"].mean()  # their aggregation: mean over seeds
+        split = ", ".join(sorted(g["split"].dropna().astype(str).unique())) if "split" in g else ""
+        n = g.groupby("task")["seed"].nunique()
+        seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+        source = f"ours: mean of {seeds} seed(s){', split ' + split if split else ''}"
+        rows.append(pd.Series({"source": source, **{rename.get(t, t): v for t, v in means.items()}},
                               name=(model, method_label(method, lora_r), human_count(params))))
     if rows:
         wide = pd.concat([wide, pd.DataFrame(rows)])

@@ -234,3 +234,11 @@ def test_pdf_without_chromium_names_the_install(tmp_path, monkeypatch):
     monkeypatch.setattr(report_export, "find_chromium", lambda: None)
     with pytest.raises(LoraNbError, match="apt-get install chromium"):
         report_export.html_to_pdf(html, tmp_path / "r.pdf")
+
+
+def test_reference_table_sets_our_test_part_mean_beside_theirs():
+    runs = pd.DataFrame([_row("minilm", "rte", "sora", s, v, test_score=t, split="sora")
+                         for s, v, t in ((1, 0.90, 0.60), (2, 0.80, 0.70), (3, 0.85, 0.62))])
+    ours = report.reference_table("sora_paper_table", runs).xs("minilm", level="model")
+    assert ours["source"].iloc[0] == "ours: mean of 3 seed(s), split sora"
+    assert ours["rte"].iloc[0] == pytest.approx(64.0)  # mean of the test parts, not the validation median
