@@ -3,7 +3,7 @@
 
 Every figure is a ratio of variants measured in one run, interleaved (A B C A B C ...), after warm-up, the median of
 several repetitions; absolute times are reported only beside the device description. Peak memory: on CPU each
-variant runs in its own spawned process and reports its peak RSS (ru_maxrss) and the increment over the RSS after
+variant runs in its own spawned process and reports its peak RSS (VmHWM) and the increment over the RSS after
 the model was loaded; on CUDA torch.cuda.max_memory_allocated."""
 from __future__ import annotations
 

@@ -147,11 +147,12 @@ class LengthGroupedBatchSampler(Sampler):
 
 
 def make_loader(ds: datasets.Dataset, tokenizer, batch_size: int, shuffle: bool, seed: int = 0,
-                num_workers: int = 0, group_by_length: bool = False) -> DataLoader:
+                num_workers: int = 0, group_by_length: bool = False, collate_fn=None) -> DataLoader:
     """Batches padded to their own longest sequence; the shuffle order is fixed by `seed`. group_by_length:
     batches of similar lengths (LengthGroupedBatchSampler): less padding, but for training it changes which rows
-    share a batch, hence the results; for evaluation (shuffle=False) only the order of the rows changes."""
-    collate = DataCollatorWithPadding(tokenizer)
+    share a batch, hence the results; for evaluation (shuffle=False) only the order of the rows changes.
+    `collate_fn` replaces the dynamic-padding collator (the benchmarks pad to a fixed length with it)."""
+    collate = collate_fn or DataCollatorWithPadding(tokenizer)
     if group_by_length:
         sampler = LengthGroupedBatchSampler([len(x) for x in ds["input_ids"]], batch_size, seed, shuffle=shuffle)
         return DataLoader(ds, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate)

@@ -2,24 +2,18 @@
 dynamic and length-grouped batches of data.make_loader (what runs use)."""
 from __future__ import annotations
 
-import torch
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding
 
-from .data import LengthGroupedBatchSampler, make_loader
+from .data import make_loader
 
 
 def make_bench_loader(ds, tokenizer, batch_size: int, shuffle: bool, seed: int = 0, *, padding: str = "dynamic",
                       max_length: int = 512, group_by_length: bool = False) -> DataLoader:
     """padding='dynamic' (data.make_loader: each batch to its longest row, optionally length-grouped) or
     'max_length' (every batch to `max_length`, as the official scripts; the same row order as dynamic)."""
-    if padding == "dynamic":
-        return make_loader(ds, tokenizer, batch_size, shuffle, seed, group_by_length=group_by_length)
-    if padding != "max_length":
+    if padding not in ("dynamic", "max_length"):
         raise ValueError(f"padding must be 'dynamic' or 'max_length', not {padding!r}")
-    collate = DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
-    if group_by_length:
-        sampler = LengthGroupedBatchSampler([len(x) for x in ds["input_ids"]], batch_size, seed, shuffle=shuffle)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collate)
+    collate = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
+               if padding == "max_length" else None)
+    return make_loader(ds, tokenizer, batch_size, shuffle, seed, group_by_length=group_by_length, collate_fn=collate)

@@ -436,10 +436,10 @@ def why_numbers_differ(results: pd.DataFrame) -> list[str]:
             out.append(f"Subsampling, {model}: training sets capped at {_values(sub['max_train_samples'])} rows "
                        f"({', '.join(sorted({TASK_LABELS.get(t, t) for t in sub['task']}))}); the paper trains on the "
                        "full training sets (e.g. SST-2 67,349 rows, MNLI 392,702).")
-    other = int(_other_targets(results).sum())
-    if other:
-        sets = _values(results.loc[_other_targets(results), "lora_targets"])
-        out.append(f"Target sets: {other} LoRA run(s) adapt other matrices than query and value ({sets}): the Table 5 "
+    other = _other_targets(results)
+    if other.any():
+        sets = _values(results.loc[other, "lora_targets"])
+        out.append(f"Target sets: {int(other.sum())} LoRA run(s) adapt other matrices than query and value ({sets}): the Table 5 "
                    "runs of Section 7. Table 2, the LoRA-vs-FT comparison, the rank ablation and the cost figures "
                    "leave them out; Section 7 shows them.")
     bad = results[results["status"].isin(EXCLUDED)]
@@ -484,7 +484,7 @@ def reference_table(name: str, results: pd.DataFrame | None = None) -> pd.DataFr
                            sort=False)
     wide = wide.rename(index=lambda m: m.split("/")[-1], level="model")
     wide.insert(0, "source", "paper")
-    ok = _usable(results) if results is not None else _usable(pd.DataFrame())
+    ok = _usable(results)
     deberta_v3 = ok["model"].isin(["deberta-v3-base", "microsoft/deberta-v3-base"])
     mine = ok[ok["method"].isin(["adalora", "sora"]) | (deberta_v3 & ok["method"].isin(["lora", "ft"]))].copy()
     if "test_score" in mine:  # split 'sora': the test part is the reported score, as in their papers
@@ -511,10 +511,18 @@ def reference_table(name: str, results: pd.DataFrame | None = None) -> pd.DataFr
 
 # ---------------------------------------------------------------- figures
 
+def _bars_and_dots(ax, data: pd.DataFrame, y: str, order, hue_order, estimator: str, size: int) -> None:
+    """Bars (the estimator over runs) per Task and config, with one black dot per run on top."""
+    import seaborn as sns
+    sns.barplot(data=data, x="Task", y=y, hue="config", order=order, hue_order=hue_order, estimator=estimator,
+                errorbar=None, alpha=0.6, ax=ax)
+    sns.stripplot(data=data, x="Task", y=y, hue="config", order=order, hue_order=hue_order, dodge=True,
+                  palette="dark:black", size=size, legend=False, ax=ax)
+
+
 def plot_lora_vs_ft(results: pd.DataFrame, lora_r: int = PAPER_RANK):
     """Per task: LoRA (rank `lora_r`) and FT scores, median bars with one dot per seed."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
     ok = _usable(results)
     ok = ok[(ok["method"] == "ft") | ((ok["method"] == "lora") & (ok["lora_r"] == lora_r))] if len(ok) else ok
     if ok.empty:
@@ -527,10 +535,7 @@ def plot_lora_vs_ft(results: pd.DataFrame, lora_r: int = PAPER_RANK):
     fig, axes = plt.subplots(1, len(models), figsize=(max(6, 1.6 * len(order)) * len(models), 3.6), squeeze=False)
     for ax, model in zip(axes[0], models):
         d = ok[ok["model"] == model]
-        sns.barplot(data=d, x="Task", y="score100", hue="config", order=order, hue_order=hue_order,
-                    estimator="median", errorbar=None, alpha=0.6, ax=ax)
-        sns.stripplot(data=d, x="Task", y="score100", hue="config", order=order, hue_order=hue_order, dodge=True,
-                      palette="dark:black", size=4, legend=False, ax=ax)
+        _bars_and_dots(ax, d, "score100", order, hue_order, estimator="median", size=4)
         ax.set(title=f"{model}: LoRA vs full fine-tuning (bar: median, dots: seeds)", ylabel="score x100", xlabel="")
         ax.legend(title="", loc="lower right")
     fig.tight_layout()
@@ -586,7 +591,6 @@ def plot_training_curves(results: pd.DataFrame):
 def plot_cost(results: pd.DataFrame):
     """Training time and peak memory per run (bars: mean over seeds, dots: runs)."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
     cost = cost_table(results)
     if message(cost):
         return None
@@ -595,9 +599,7 @@ def plot_cost(results: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.4 * len(order)), 3.4))
     for ax, (y, label) in zip(axes, (("train_minutes", "training time (minutes)"),
                                      ("peak_memory_mb", "peak memory (MB)"))):
-        sns.barplot(data=cost, x="Task", y=y, hue="config", order=order, errorbar=None, alpha=0.6, ax=ax)
-        sns.stripplot(data=cost, x="Task", y=y, hue="config", order=order, dodge=True, palette="dark:black", size=3,
-                      legend=False, ax=ax)
+        _bars_and_dots(ax, cost, y, order, None, estimator="mean", size=3)
         ax.set(ylabel=label, xlabel="", title=label)
         ax.legend(title="", fontsize=8)
     fig.tight_layout()

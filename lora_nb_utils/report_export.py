@@ -54,7 +54,7 @@ def execute_report(results_root, out_dir, analysis_dir=None, **parameters) -> Pa
     analysis_dir = analysis_dir or Path(results_root).resolve().parent / "analysis"
     params = {"results_root": _as_shown(results_root, repo), "analysis_dir": _as_shown(analysis_dir, repo),
               **parameters}
-    papermill.execute_notebook(str(nb), str(target), parameters=params, cwd=str(nb.parent.parent),
+    papermill.execute_notebook(str(nb), str(target), parameters=params, cwd=str(repo),
                                kernel_name="python3", progress_bar=False)
     return target
 
