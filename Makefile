@@ -6,7 +6,7 @@ export LORA_NB_SHARED_DIR ?= $(SHARED)
 export LORA_NB_GLUE_DIR ?= $(SHARED)/glue
 endif
 
-.PHONY: install test demo cpu-reproduction
+.PHONY: install test demo cpu-reproduction gpu-check
 
 .make/installed: requirements.txt pyproject.toml
 	$(PYTHON) -m pip install -q -r requirements.txt
@@ -23,3 +23,16 @@ demo: .make/installed
 # The committed CPU reproduction (hours on 2 cores; resumable: rerun to continue where it stopped).
 cpu-reproduction: .make/installed
 	lora-nb run params/grids/cpu_minilm.yaml
+
+# On a CUDA machine (no install step: it uses the Python environment as it is): the CUDA tests (autocast
+# precisions, fp16 scaler, determinism flags), then LoRA vs PEFT vs full fine-tuning at the paper's model sizes
+# (random weights) in bf16, at the LoRA paper's batch sizes. JSON per model into GPU_OUT.
+GPU_OUT ?= report/gpu
+GPU_BENCH = $(PYTHON) -m lora_nb_utils.cli bench --quick --device cuda --parts step,memory,latency,throughput
+gpu-check:
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_cuda.py
+	@mkdir -p $(GPU_OUT)
+	$(GPU_BENCH) --model roberta-base --batch-size 16 --precision fp32 --out $(GPU_OUT)/bench_roberta-base_fp32.json
+	$(GPU_BENCH) --model roberta-base --batch-size 16 --precision bf16 --out $(GPU_OUT)/bench_roberta-base_bf16.json
+	$(GPU_BENCH) --model roberta-large --batch-size 4 --precision bf16 --out $(GPU_OUT)/bench_roberta-large_bf16.json
+	$(GPU_BENCH) --model deberta-v2-xxlarge --batch-size 8 --precision bf16 --out $(GPU_OUT)/bench_deberta-v2-xxlarge_bf16.json

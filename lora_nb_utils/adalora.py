@@ -42,7 +42,9 @@ def build(model: nn.Module, cfg) -> nn.Module:
 def set_total_steps(tuner: nn.Module, total_steps: int) -> None:
     """The budget schedule needs the run's number of optimizer steps; checks that a pruning phase exists."""
     config = tuner.peft_config["default"]
-    if config.tinit >= total_steps - config.tfinal:
+    # peft scores importance at steps 1 .. total - tfinal - 1 and masks from step tinit + 1: a phase of one step
+    # (total - tfinal == 1) would mask before any score exists (a KeyError inside peft)
+    if config.tinit >= total_steps - config.tfinal or total_steps - config.tfinal < 2:
         raise LoraNbError(f"AdaLoRA: adalora_tinit ({config.tinit}) + adalora_tfinal ({config.tfinal}) leave no "
                           f"budget-allocation phase in {total_steps} optimizer steps; lower them (or train longer).")
     tuner.rankallocator.set_total_step(total_steps)  # the same config object the allocator reads

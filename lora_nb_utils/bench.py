@@ -35,6 +35,7 @@ class BenchConfig:
     weights: str = "auto"  # auto: pretrained for minilm, random for the others (time does not depend on values)
     tokenizer: str | None = None  # folder or hub id when not the model's own
     device: str = "cpu"
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast in every timed forward, as train.train (fp16: CUDA only)
     batch_size: int = 16
     seq_len: int = 128
     lora_r: int = 8
@@ -129,21 +130,37 @@ def random_batch(cfg: BenchConfig, vocab_size: int, num_labels: int = 2, seed: i
 
 
 class Stepper:
-    """forward + backward + clip + AdamW step + zero_grad, as train.train does (fp32)."""
+    """forward (autocast at `precision`) + backward + clip + AdamW step + zero_grad, as train.train does (fp16 with
+    its gradient scaler)."""
 
-    def __init__(self, model):
+    def __init__(self, model, precision: str = "fp32"):
         from .train import make_optimizer
         self.model = model.train()
         self.optimizer = make_optimizer(model, 1e-5, 0.0)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.device = next(model.parameters()).device
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
 
     def step(self, batch) -> float:
-        loss = self.model(**batch).loss
-        loss.backward()
+        from .train import autocast_context
+        with autocast_context(self.device, self.precision):
+            loss = self.model(**batch).loss
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item()
+
+
+def _release_cuda_cache(device) -> None:
+    """Give the caching allocator's free blocks back after a part, so spawned memory children find the card empty."""
+    if str(device).startswith("cuda"):
+        import gc
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def _sync(device) -> None:
@@ -174,14 +191,14 @@ def interleaved_times(fns: dict, warmup: int, reps: int, device="cpu", repeat: i
 def bench_step_time(cfg: BenchConfig) -> dict:
     base = base_model(cfg)
     batch = random_batch(cfg, base.config.vocab_size)
-    steppers = {k: Stepper(build_variant(k, base, cfg)) for k in ("lora", "peft", "ft")}
+    steppers = {k: Stepper(build_variant(k, base, cfg), cfg.precision) for k in ("lora", "peft", "ft")}
     med = interleaved_times({k: (lambda s=s: s.step(batch)) for k, s in steppers.items()},
                             cfg.warmup, cfg.reps, cfg.device, cfg.steps_per_rep)
     trainable = {k: sum(p.numel() for p in s.trainable) for k, s in steppers.items()}
     return {"lora_vs_peft_step_time": med["lora"] / med["peft"], "lora_vs_ft_step_time": med["lora"] / med["ft"],
             "step_seconds": med, "trainable_parameters": trainable,
             "samples_per_s": {k: cfg.batch_size / v for k, v in med.items()},
-            "step_batch": f"{cfg.batch_size} x {cfg.seq_len} random token ids"}
+            "step_batch": f"{cfg.batch_size} x {cfg.seq_len} random token ids, {cfg.precision}"}
 
 
 # ---------------------------------------------------------------- peak memory, one spawned process per variant
@@ -204,7 +221,7 @@ def _memory_child(kind: str, cfg_dict: dict) -> dict:
         after_load = torch.cuda.memory_allocated() / 2**20
     else:
         after_load = _rss_now_mb()
-    stepper = Stepper(model)
+    stepper = Stepper(model, cfg.precision)
     for _ in range(cfg.memory_steps):
         stepper.step(batch)
     if cuda:
@@ -222,10 +239,11 @@ def bench_memory(cfg: BenchConfig) -> dict:
     ctx = mp.get_context("spawn")
     cfg_dict = asdict(cfg)
     kinds = ("lora", "peft", "ft")
-    with ctx.Pool(len(kinds), maxtasksperchild=1) as pool:
+    cuda = cfg.device.startswith("cuda")
+    # on CUDA one at a time: the three share the card's memory (DeBERTa XXL's full fine-tuning alone takes ~40 GB)
+    with ctx.Pool(1 if cuda else len(kinds), maxtasksperchild=1) as pool:
         pending = {k: pool.apply_async(_memory_child, (k, cfg_dict)) for k in kinds}
         out = {k: r.get() for k, r in pending.items()}
-    cuda = cfg.device.startswith("cuda")
     return {"lora_vs_peft_peak_memory": out["lora"]["peak_mb"] / out["peft"]["peak_mb"],
             "lora_vs_ft_peak_memory": out["lora"]["peak_mb"] / out["ft"]["peak_mb"],
             "lora_vs_peft_memory_increment": out["lora"]["increment_mb"] / out["peft"]["increment_mb"],
@@ -240,6 +258,9 @@ def bench_memory(cfg: BenchConfig) -> dict:
 # ---------------------------------------------------------------- c. inference latency
 
 def bench_latency(cfg: BenchConfig) -> dict:
+    """Inference of the base model, LoRA unmerged and LoRA merged (timed under autocast at cfg.precision); merged and
+    unmerged logits are compared in fp32."""
+    from .train import autocast_context
     base = base_model(cfg).eval()
     unmerged = build_variant("lora", base, cfg).eval()
     _randomize_b(unmerged)
@@ -251,13 +272,14 @@ def bench_latency(cfg: BenchConfig) -> dict:
         with lora_merged(unmerged):
             same_ctx = torch.allclose(unmerged(**batch).logits, merged(**batch).logits, atol=1e-4, rtol=1e-4)
 
-        med = interleaved_times({"base": lambda: base(**batch), "unmerged": lambda: unmerged(**batch),
-                                 "merged": lambda: merged(**batch)}, cfg.warmup, cfg.reps, cfg.device,
-                                repeat=max(1, cfg.steps_per_rep * 2))
+        with autocast_context(torch.device(cfg.device), cfg.precision):
+            med = interleaved_times({"base": lambda: base(**batch), "unmerged": lambda: unmerged(**batch),
+                                     "merged": lambda: merged(**batch)}, cfg.warmup, cfg.reps, cfg.device,
+                                    repeat=max(1, cfg.steps_per_rep * 2))
     return {"merged_vs_base_latency": med["merged"] / med["base"],
             "unmerged_vs_base_latency": med["unmerged"] / med["base"], "latency_seconds": med,
             "merged_equals_unmerged": bool(same and same_ctx),
-            "latency_batch": f"{cfg.batch_size} x {cfg.seq_len}, eval, no_grad"}
+            "latency_batch": f"{cfg.batch_size} x {cfg.seq_len}, eval, no_grad, {cfg.precision}"}
 
 
 # ---------------------------------------------------------------- d. padding on real data
@@ -277,12 +299,15 @@ def _task_data(cfg: BenchConfig, task, tokenizer, cache_dir=None):
 
 
 @torch.no_grad()
-def _predict(model, loader, device):
+def _predict(model, loader, device, precision="fp32"):
+    from .train import autocast_context
     model.eval()
     logits, labels = [], []
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits.append(model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float().cpu())
+        with autocast_context(torch.device(device), precision):
+            out = model(**{k: v for k, v in batch.items() if k != "labels"})
+        logits.append(out.logits.float().cpu())
         labels.append(batch["labels"].cpu())
     return torch.cat(logits), torch.cat(labels)
 
@@ -301,7 +326,7 @@ def bench_padding(cfg: BenchConfig) -> dict:
         base = base_model(cfg, name)
         model0 = build_variant("lora", base, cfg)
         del base
-        steppers = {k: Stepper(copy.deepcopy(model0)) for k in totals}
+        steppers = {k: Stepper(copy.deepcopy(model0), cfg.precision) for k in totals}
         bs, L = cfg.padding_batch_size, cfg.padding_max_length
         loaders = {"dynamic": make_bench_loader(tok["train"], tokenizer, bs, True, cfg.seed),
                    "max_length": make_bench_loader(tok["train"], tokenizer, bs, True, cfg.seed,
@@ -328,14 +353,14 @@ def bench_padding(cfg: BenchConfig) -> dict:
         eval_dyn = make_bench_loader(tok[split], tokenizer, 32, False)
         eval_max = make_bench_loader(tok[split], tokenizer, 32, False, padding="max_length", max_length=L)
         t0 = time.perf_counter()
-        logits_d, labels = _predict(trained, eval_dyn, cfg.device)
+        logits_d, labels = _predict(trained, eval_dyn, cfg.device, cfg.precision)
         t_eval_d = time.perf_counter() - t0
         t0 = time.perf_counter()
-        logits_m, _ = _predict(trained, eval_max, cfg.device)
+        logits_m, _ = _predict(trained, eval_max, cfg.device, cfg.precision)
         t_eval_m = time.perf_counter() - t0
         eval_sorted = make_bench_loader(tok[split], tokenizer, 32, False, group_by_length=True)  # what runs use
         t0 = time.perf_counter()
-        logits_s, labels_s = _predict(trained, eval_sorted, cfg.device)
+        logits_s, labels_s = _predict(trained, eval_sorted, cfg.device, cfg.precision)
         t_eval_s = time.perf_counter() - t0
         m_s = compute_metrics(task, predictions_from_logits(task, logits_s.numpy()), labels_s.numpy())
         preds_d = predictions_from_logits(task, logits_d.numpy())
@@ -437,20 +462,23 @@ def bench_throughput(cfg: BenchConfig) -> list[dict]:
     for L in cfg.throughput_seq_lens:
         c = BenchConfig(**{**asdict(cfg), "seq_len": L})
         batch = random_batch(c, base.config.vocab_size)
-        steppers = {k: Stepper(build_variant(k, base, c)) for k in ("lora", "ft")}
+        steppers = {k: Stepper(build_variant(k, base, c), c.precision) for k in ("lora", "ft")}
         med = interleaved_times({k: (lambda s=s: s.step(batch)) for k, s in steppers.items()},
                                 cfg.warmup, max(1, cfg.reps // 2), cfg.device)
         for k, sec in med.items():
             rows.append({"device": device_description(), "model": cfg.model, "method": k, "seq_len": L,
-                         "batch_size": cfg.batch_size, "samples_per_s": cfg.batch_size / sec})
+                         "batch_size": cfg.batch_size, "samples_per_s": cfg.batch_size / sec,
+                         "note": f"lora-nb bench, {cfg.precision}"})
         del steppers
     return rows
 
 
 # ---------------------------------------------------------------- everything
 
-def run_bench(cfg: BenchConfig, parts=("step", "memory", "latency", "padding", "tokenize", "pipeline",
-                                       "throughput"), log=None) -> dict:
+BENCH_PARTS = ("step", "memory", "latency", "padding", "tokenize", "pipeline", "throughput")
+
+
+def run_bench(cfg: BenchConfig, parts=BENCH_PARTS, log=None) -> dict:
     from .rundir import device_description
     from .train import configure_progress
     log = log or (lambda msg: None)
@@ -470,6 +498,7 @@ def run_bench(cfg: BenchConfig, parts=("step", "memory", "latency", "padding", "
             t0 = time.perf_counter()
             out.update(fn(cfg))
             out.setdefault("part_seconds", {})[name] = time.perf_counter() - t0
+            _release_cuda_cache(cfg.device)
     if "pipeline" in parts and cfg.runs:
         out.update(pipeline_overhead(cfg.runs))
     if "throughput" in parts:
@@ -489,7 +518,8 @@ RATIO_KEYS = ("lora_vs_peft_step_time", "lora_vs_peft_peak_memory", "lora_vs_pef
 
 def summary_lines(out: dict) -> list[str]:
     """A short human-readable summary of a run_bench result."""
-    lines = [f"model {out['model']} ({out['weights']} weights), device {out['device']}"]
+    lines = [f"model {out['model']} ({out['weights']} weights, {out['config'].get('precision', 'fp32')}), "
+             f"device {out['device']}"]
     lines += [f"{k:>40}: {out[k]:.3f}" for k in RATIO_KEYS if isinstance(out.get(k), (int, float))]
     for k in ("padding_predictions_identical", "padding_metrics_identical", "eval_sorted_metrics_identical",
               "merged_equals_unmerged"):
@@ -504,7 +534,9 @@ def ratios_markdown(outs: list[dict]) -> str:
     """A Markdown table of the ratios of several run_bench results side by side (one column per model)."""
     flags = ("padding_predictions_identical", "padding_metrics_identical", "eval_sorted_metrics_identical",
              "merged_equals_unmerged")
-    lines = ["| ratio | " + " | ".join(o["model"] for o in outs) + " |", "| --- |" + " --- |" * len(outs)]
+    names = [o["model"] + ("" if o["config"].get("precision", "fp32") == "fp32" else f' ({o["config"]["precision"]})')
+             for o in outs]
+    lines = ["| ratio | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(outs)]
     for k in (*RATIO_KEYS, *flags):
         cells = [f"{o[k]:.3f}" if isinstance(o.get(k), float) else str(o.get(k, "—")) for o in outs]
         lines.append(f"| `{k}` | " + " | ".join(cells) + " |")

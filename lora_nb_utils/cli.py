@@ -118,10 +118,15 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import BenchConfig, append_throughput_csv, run_bench, summary_lines
+    from .bench import BENCH_PARTS, BenchConfig, append_throughput_csv, run_bench, summary_lines
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip()) or BENCH_PARTS
+    unknown = sorted(set(parts) - set(BENCH_PARTS))
+    if unknown:
+        raise LoraNbError(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(BENCH_PARTS)}.")
     cfg = BenchConfig.preset(args.model, quick=args.quick, tiny=args.tiny, device=args.device,
-                             tokenizer=args.tokenizer, runs=args.runs)
-    out = run_bench(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+                             precision=args.precision, batch_size=args.batch_size, tokenizer=args.tokenizer,
+                             runs=args.runs)
+    out = run_bench(cfg, parts=parts, log=lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(out, indent=1, default=str)
     if args.out:
         from .rundir import atomic_write
@@ -178,9 +183,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="side-by-side benchmarks: LoRA vs PEFT vs full FT, latency, padding, overhead")
     p.add_argument("--quick", action="store_true", help="fewer repetitions and a data subsample (a few minutes)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--model", default="minilm", choices=["minilm", "roberta-base", "roberta-large"],
-                   help="minilm: real weights; RoBERTa: random weights (time does not depend on values)")
+    p.add_argument("--model", default="minilm",
+                   choices=["minilm", "roberta-base", "roberta-large", "deberta-v3-base", "deberta-v2-xxlarge"],
+                   help="minilm: real weights; the others: random weights (time does not depend on values)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="autocast in the timed forwards, as in training (fp16: CUDA only)")
+    p.add_argument("--batch-size", type=int, default=None, help="batch of the timed steps (default: the preset's)")
+    p.add_argument("--parts", default="",
+                   help="comma list of step, memory, latency, padding, tokenize, pipeline, throughput "
+                        "(default: all; padding and tokenize need the model's tokenizer)")
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
     p.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id, when not the model's own")
     p.add_argument("--runs", default=None, help="a folder of run directories: papermill overhead vs training time")

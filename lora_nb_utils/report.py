@@ -48,9 +48,20 @@ def _other_targets(results: pd.DataFrame) -> pd.Series:
     return (results["method"] == "lora") & (targets != PAPER_TARGETS)
 
 
+def sora_sweep(results: pd.DataFrame) -> pd.Series:
+    """True for SoRA runs at another L1 strength (sora_lambda) than the one most of that model's SoRA runs use: the
+    runs of a lambda sweep, kept out of the method comparisons."""
+    if "sora_lambda" not in results:
+        return pd.Series(False, index=results.index)
+    sora = results["method"] == "sora"
+    modal = results[sora].dropna(subset=["sora_lambda"]).groupby("model")["sora_lambda"].agg(lambda s: s.mode().iloc[0])
+    return sora & results["sora_lambda"].notna() & (results["sora_lambda"] != results["model"].map(modal))
+
+
 def table2_runs(results: pd.DataFrame) -> pd.DataFrame:
-    """The runs that the Table 2 comparisons use: every run except LoRA on other target sets (Section 7's Table 5)."""
-    return results[~_other_targets(results)] if _has_runs(results) else results
+    """The runs that the comparisons use: every run except LoRA on other target sets (Section 7's Table 5) and the
+    runs of a SoRA lambda sweep."""
+    return results[~(_other_targets(results) | sora_sweep(results))] if _has_runs(results) else results
 
 
 def _usable(results: pd.DataFrame) -> pd.DataFrame:
@@ -60,6 +71,15 @@ def _usable(results: pd.DataFrame) -> pd.DataFrame:
     results = table2_runs(results)
     ok = results[(results["status"] == "ok") & results["score"].notna()].copy()
     ok["score100"] = 100 * ok["score"].astype(float)
+    return ok
+
+
+def reported_scores(results: pd.DataFrame) -> pd.DataFrame:
+    """As _usable, with `score100` the score the run's split reports: the test part (at the best validation epoch)
+    for split 'sora', as the SoRA and AdaLoRA papers report it; the best validation score otherwise."""
+    ok = _usable(results)
+    if "test_score" in ok:
+        ok["score100"] = (100 * ok["test_score"].astype(float)).where(ok["test_score"].notna(), ok["score100"])
     return ok
 
 
@@ -484,11 +504,9 @@ def reference_table(name: str, results: pd.DataFrame | None = None) -> pd.DataFr
                            sort=False)
     wide = wide.rename(index=lambda m: m.split("/")[-1], level="model")
     wide.insert(0, "source", "paper")
-    ok = _usable(results)
+    ok = reported_scores(results)
     deberta_v3 = ok["model"].isin(["deberta-v3-base", "microsoft/deberta-v3-base"])
-    mine = ok[ok["method"].isin(["adalora", "sora"]) | (deberta_v3 & ok["method"].isin(["lora", "ft"]))].copy()
-    if "test_score" in mine:  # split 'sora': the test part is the reported score, as in their papers
-        mine["score100"] = (100 * mine["test_score"].astype(float)).where(mine["test_score"].notna(), mine["score100"])
+    mine = ok[ok["method"].isin(["adalora", "sora"]) | (deberta_v3 & ok["method"].isin(["lora", "ft"]))]
     rename = {"mnli": "mnli_m", "qqp": "qqp_acc"}
     rows = []
     for (model, method, lora_r), g in mine.groupby(["model", "method", "lora_r"], dropna=False):

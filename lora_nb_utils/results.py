@@ -25,7 +25,10 @@ def run_row(run_dir: Path) -> dict | None:
     if params.get("method") == "ft":  # LoRA settings do not apply
         row.update(lora_r=None, lora_alpha=None, lora_targets=None)
     elif params.get("method") == "adalora":  # ranks: adalora_init_r -> adalora_target_r
-        row.update(lora_r=None)
+        row.update(lora_r=None, adalora_init_r=params.get("adalora_init_r"),
+                   adalora_target_r=params.get("adalora_target_r"))
+    elif params.get("method") == "sora":
+        row.update(sora_lambda=params.get("sora_lambda"))
     row["split"] = row["split"] or "glue_dev"  # runs recorded before the split parameter
     if rundir.is_finished(run_dir):
         m = rundir.read_json(run_dir / rundir.METRICS)
@@ -37,8 +40,9 @@ def run_row(run_dir: Path) -> dict | None:
                    **{f"best_{k}": v for k, v in m["best"].items()})
         if m.get("test"):  # split 'sora': the test part at the best validation epoch is the reported score
             row.update(test_score=m["test"].get(m["primary_metric"]), **{f"test_{k}": v for k, v in m["test"].items()})
-        if m.get("method_state"):
-            row.update(effective_params=m["method_state"]["effective_params"])
+        state = m.get("method_state") or {}
+        row.update({k: state[k] for k in ("effective_params", "zero_gates", "total_gates", "total_rank")
+                    if k in state})
     return row
 
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from lora_nb_utils import RunConfig, adalora, run_experiment, sora
+from lora_nb_utils import LoraNbError, RunConfig, adalora, run_experiment, sora
 from lora_nb_utils.data import load_glue, make_loader, subsample, tokenize
 from lora_nb_utils.experiment import _add_method
 from lora_nb_utils.lora import count_parameters, lora_merged
@@ -50,6 +50,13 @@ def test_adalora_ranks_reach_the_budget_on_a_tiny_model(rte_loaders):
     assert after["total_rank"] >= 1 and after["effective_params"] < after["params_allocated"]
     pattern = tuner.peft_config["default"].rank_pattern
     assert pattern and sum(sum(v) for v in pattern.values()) == 8  # budget fixed at step total - tfinal
+
+
+@pytest.mark.parametrize("tinit,tfinal,total", [(10, 6, 16), (0, 15, 16)])
+def test_adalora_schedule_without_an_allocation_phase_fails_early(tinit, tfinal, total):
+    tuner = _tiny("adalora", adalora_init_r=4, adalora_target_r=2, adalora_tinit=tinit, adalora_tfinal=tfinal)
+    with pytest.raises(LoraNbError, match="budget-allocation phase"):
+        adalora.set_total_steps(tuner, total)
 
 
 def test_peft_adds_the_orthogonal_regulariser_to_the_loss(rte_loaders):
