@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .report import TASK_LABELS, TASK_ORDER, _empty, _has_runs, human_count, method_label, reported_scores
+from .report import (EXCLUDED, PAPER_RANK, TASK_LABELS, TASK_ORDER, _empty, _has_runs, human_count, message, method_label,
+                     reported_scores, sora_sweep)
 
 METHOD_ORDER = ("ft", "lora", "adalora", "sora")
 METHOD_NAMES = {"ft": "FT", "lora": "LoRA", "adalora": "AdaLoRA", "sora": "SoRA"}
-NO_METHODS = "No finished runs of two or more methods on the same task yet."
+NO_METHODS = "No finished AdaLoRA or SoRA runs beside other methods on the same task yet."
 
 
 def _label(row) -> str:
@@ -32,7 +33,7 @@ def methods_comparison(results: pd.DataFrame) -> pd.DataFrame:
     split 'sora'), the number of seeds, the trainable parameters (with the head) and the adapter parameters left
     after training (AdaLoRA's final ranks, SoRA's non-zero gates)."""
     ok = reported_scores(results) if _has_runs(results) else pd.DataFrame()
-    if ok.empty or ok.groupby("task")["method"].nunique().max() < 2:
+    if ok.empty or not ok["method"].isin(["adalora", "sora"]).any() or ok.groupby("task")["method"].nunique().max() < 2:
         return _empty(["model", "method"], NO_METHODS)
     ok = ok.assign(label=ok.apply(_label, axis=1), _m=ok["method"].map({m: i for i, m in enumerate(METHOD_ORDER)}))
     tasks = [t for t in TASK_ORDER if t in set(ok["task"])]
@@ -52,8 +53,8 @@ def methods_comparison(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def sora_gates(results: pd.DataFrame) -> pd.DataFrame:
-    """Every finished SoRA run (the sweep's too): its L1 strength, gates at exactly zero, adapter parameters left,
-    and its validation and test scores x100."""
+    """Every finished SoRA run (the sweep's too): its L1 strength, gates at exactly zero and adapter parameters left
+    after the last epoch, and its validation and test scores x100 (at the best epoch, which may come earlier)."""
     if not _has_runs(results) or "sora_lambda" not in results:
         return _empty(["task", "seed", "sora_lambda"], "No finished SoRA runs.")
     s = results[(results["method"] == "sora") & (results["status"] == "ok")]
@@ -61,8 +62,9 @@ def sora_gates(results: pd.DataFrame) -> pd.DataFrame:
         return _empty(["task", "seed", "sora_lambda"], "No finished SoRA runs.")
     out = pd.DataFrame({"model": s["model"], "task": s["task"].map(TASK_LABELS), "seed": s["seed"],
                         "sora_lambda": s["sora_lambda"].astype(float),
-                        "zero gates": [f"{int(z)} / {int(t)}" for z, t in zip(s["zero_gates"], s["total_gates"])],
-                        "adapter after training": s["effective_params"].map(human_count),
+                        "zero gates at the end": [f"{int(z)} / {int(t)}" for z, t in zip(s["zero_gates"],
+                                                                                          s["total_gates"])],
+                        "adapter at the end": s["effective_params"].map(human_count),
                         "validation": 100 * s["score"].astype(float),
                         "test": 100 * s["test_score"].astype(float) if "test_score" in s else float("nan")})
     out = out.sort_values(["model", "task", "seed", "sora_lambda"]).reset_index(drop=True)
@@ -73,8 +75,9 @@ def sora_gates(results: pd.DataFrame) -> pd.DataFrame:
 def methods_findings(results: pd.DataFrame) -> list[str]:
     """Sentences generated from the runs: each method against LoRA per task, AdaLoRA's budget, SoRA's gates."""
     ok = reported_scores(results) if _has_runs(results) else pd.DataFrame()
-    if ok.empty or "lora" not in set(ok["method"]):
+    if ok.empty or "lora" not in set(ok["method"]) or not ok["method"].isin(["adalora", "sora"]).any():
         return [NO_METHODS]
+    ok = ok[(ok["method"] != "lora") | (ok["lora_r"] == PAPER_RANK)]  # LoRA at the paper's rank, not an ablation
     means = ok.groupby(["model", "method", "task"])["score100"].mean().unstack("task")
     out = []
     for model, m in means.groupby(level="model"):
@@ -96,6 +99,17 @@ def methods_findings(results: pd.DataFrame) -> list[str]:
                    f"{zero} of {total} gates at exactly zero over {len(sora)} runs"
                    + (", so every SoRA run kept all ranks and trained as LoRA with a gate per rank." if zero == 0
                       else "."))
+    swept = sora_gates(results)
+    for (model, task, seed), g in swept.groupby(["model", "task", "seed"]) if not message(swept) else []:
+        if len(g) > 1:
+            steps = "; ".join(f"lambda {r['sora_lambda']}: {r['zero gates at the end']} zero, test {r['test']:.1f}"
+                              for _, r in g.iterrows())
+            out.append(f"SoRA lambda sweep, {model} {task} seed {seed}: {steps}.")
+    bad = results[results["status"].isin(EXCLUDED) & ~sora_sweep(results)]
+    if len(bad):
+        out.append("Left out of the means: " + ", ".join(
+            f"{METHOD_NAMES.get(r['method'], r['method'])} {TASK_LABELS.get(r['task'], r['task'])} seed {r['seed']} "
+            f"({r['status']})" for _, r in bad.iterrows()) + ".")
     ada = ok[ok["method"] == "adalora"]
     if len(ada) and "effective_params" in ada:
         out.append(f"AdaLoRA: {human_count(ada['lora_params'].median())} adapter parameters allocated, "

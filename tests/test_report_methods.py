@@ -28,12 +28,14 @@ def runs() -> pd.DataFrame:
     rows = []
     for task in ("sst2", "rte"):
         for seed, bump in ((1, 0.0), (2, 0.02)):
-            rows += [_method_row("ft", task, seed, 0.90, 0.84 + bump), _method_row("lora", task, seed, 0.88, 0.80 + bump),
+            rows += [_method_row("ft", task, seed, 0.90, 0.84 + bump),
+                     _method_row("lora", task, seed, 0.88, 0.80 + bump),
                      _method_row("adalora", task, seed, 0.80, 0.70 + bump),
                      _method_row("sora", task, seed, 0.88, 0.80 + bump)]
     # a lambda sweep on SST-2 seed 1: stronger lambdas close gates and cost accuracy
     rows += [_method_row("sora", "sst2", 1, 0.70, 0.60, sora_lambda=30.0, zero_gates=96),
              _method_row("sora", "sst2", 1, 0.85, 0.77, sora_lambda=10.0, zero_gates=0)]
+    rows.append(_method_row("adalora", "sst2", 3, 0.5, 0.5, status="collapsed"))
     return pd.DataFrame(rows)
 
 
@@ -60,7 +62,7 @@ def test_sora_gates_lists_every_sora_run_with_its_lambda(runs):
     gates = report_methods.sora_gates(runs)
     sst2 = gates[(gates["task"] == "SST-2") & (gates["seed"] == 1)]
     assert list(sst2["sora_lambda"]) == ["0.375", "10", "30"]
-    assert list(sst2["zero gates"]) == ["0 / 96", "0 / 96", "96 / 96"]
+    assert list(sst2["zero gates at the end"]) == ["0 / 96", "0 / 96", "96 / 96"]
     assert sst2["test"].iloc[-1] == pytest.approx(60.0)
 
 
@@ -70,11 +72,15 @@ def test_methods_findings_are_computed_from_the_runs(runs):
     assert "SoRA minus LoRA" in text and "SST-2 +0.0" in text
     assert "0 of 384 gates at exactly zero over 4 runs" in text  # the main lambda only
     assert "0.11M adapter parameters allocated, 0.07M left" in text
+    assert "Left out of the means: AdaLoRA SST-2 seed 3 (collapsed)." in text
+    assert ("SoRA lambda sweep, minilm SST-2 seed 1: lambda 0.375: 0 / 96 zero, test 80.0; lambda 10: 0 / 96 zero, "
+            "test 77.0; lambda 30: 96 / 96 zero, test 60.0.") in text
 
 
-def test_one_method_only_gives_the_message():
-    only_lora = pd.DataFrame([_method_row("lora", "sst2", 1, 0.9, 0.8)])
-    assert report.message(report_methods.methods_comparison(only_lora)) == report_methods.NO_METHODS
+def test_without_adalora_or_sora_runs_there_is_only_the_message():
+    lora_ft = pd.DataFrame([_method_row("lora", "sst2", 1, 0.9, 0.8), _method_row("ft", "sst2", 1, 0.9, 0.8)])
+    assert report.message(report_methods.methods_comparison(lora_ft)) == report_methods.NO_METHODS
+    assert report_methods.methods_findings(lora_ft) == [report_methods.NO_METHODS]
 
 
 def test_results_rows_record_the_method_settings(tmp_path):
