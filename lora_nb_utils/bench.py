@@ -518,7 +518,7 @@ RATIO_KEYS = ("lora_vs_peft_step_time", "lora_vs_peft_peak_memory", "lora_vs_pef
 
 def summary_lines(out: dict) -> list[str]:
     """A short human-readable summary of a run_bench result."""
-    lines = [f"model {out['model']} ({out['weights']} weights, {out['config'].get('precision', 'fp32')}), "
+    lines = [f"model {out['model']} ({out['weights']} weights, {out.get('config', {}).get('precision', 'fp32')}), "
              f"device {out['device']}"]
     lines += [f"{k:>40}: {out[k]:.3f}" for k in RATIO_KEYS if isinstance(out.get(k), (int, float))]
     for k in ("padding_predictions_identical", "padding_metrics_identical", "eval_sorted_metrics_identical",
@@ -534,8 +534,8 @@ def ratios_markdown(outs: list[dict]) -> str:
     """A Markdown table of the ratios of several run_bench results side by side (one column per model)."""
     flags = ("padding_predictions_identical", "padding_metrics_identical", "eval_sorted_metrics_identical",
              "merged_equals_unmerged")
-    names = [o["model"] + ("" if o["config"].get("precision", "fp32") == "fp32" else f' ({o["config"]["precision"]})')
-             for o in outs]
+    precisions = [o.get("config", {}).get("precision", "fp32") for o in outs]
+    names = [o["model"] + ("" if p == "fp32" else f" ({p})") for o, p in zip(outs, precisions)]
     lines = ["| ratio | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(outs)]
     for k in (*RATIO_KEYS, *flags):
         cells = [f"{o[k]:.3f}" if isinstance(o.get(k), float) else str(o.get(k, "—")) for o in outs]

@@ -166,7 +166,14 @@ def test_pipeline_overhead_reads_run_directories(tmp_path):
 def test_ratios_markdown_sets_models_side_by_side():
     from lora_nb_utils.bench import ratios_markdown
     text = ratios_markdown([{"model": "minilm", "lora_vs_peft_step_time": 0.5, "merged_equals_unmerged": True},
-                            {"model": "roberta-base", "lora_vs_peft_step_time": 1.25}])
-    assert text.splitlines()[0] == "| ratio | minilm | roberta-base |"
-    assert "| `lora_vs_peft_step_time` | 0.500 | 1.250 |" in text
-    assert "| `merged_equals_unmerged` | True | — |" in text
+                            {"model": "roberta-base", "lora_vs_peft_step_time": 1.25},
+                            {"model": "roberta-base", "config": {"precision": "bf16"}}])
+    assert text.splitlines()[0] == "| ratio | minilm | roberta-base | roberta-base (bf16) |"
+    assert "| `lora_vs_peft_step_time` | 0.500 | 1.250 | — |" in text
+    assert "| `merged_equals_unmerged` | True | — | — |" in text
+
+
+def test_bench_rejects_an_unknown_part(capsys):
+    from lora_nb_utils.cli import main
+    assert main(["bench", "--parts", "step,speed"]) == 2
+    assert "--parts: unknown speed; choose from step, memory" in capsys.readouterr().err
