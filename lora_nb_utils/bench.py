@@ -21,7 +21,7 @@ import torch
 
 from .lora import inject_lora, lora_merged, mark_trainable, merge_lora
 from .tasks import get_task
-from .train import peak_rss_mb
+from .train import autocast_context, make_optimizer, peak_rss_mb
 
 REQUIRED_KEYS = ("lora_vs_peft_step_time", "lora_vs_peft_peak_memory", "lora_vs_ft_step_time",
                  "lora_vs_ft_peak_memory", "merged_vs_base_latency", "unmerged_vs_base_latency",
@@ -134,7 +134,6 @@ class Stepper:
     its gradient scaler)."""
 
     def __init__(self, model, precision: str = "fp32"):
-        from .train import make_optimizer
         self.model = model.train()
         self.optimizer = make_optimizer(model, 1e-5, 0.0)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
@@ -143,7 +142,6 @@ class Stepper:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
 
     def step(self, batch) -> float:
-        from .train import autocast_context
         with autocast_context(self.device, self.precision):
             loss = self.model(**batch).loss
         self.scaler.scale(loss).backward()
@@ -260,7 +258,6 @@ def bench_memory(cfg: BenchConfig) -> dict:
 def bench_latency(cfg: BenchConfig) -> dict:
     """Inference of the base model, LoRA unmerged and LoRA merged (timed under autocast at cfg.precision); merged and
     unmerged logits are compared in fp32."""
-    from .train import autocast_context
     base = base_model(cfg).eval()
     unmerged = build_variant("lora", base, cfg).eval()
     _randomize_b(unmerged)
@@ -300,7 +297,6 @@ def _task_data(cfg: BenchConfig, task, tokenizer, cache_dir=None):
 
 @torch.no_grad()
 def _predict(model, loader, device, precision="fp32"):
-    from .train import autocast_context
     model.eval()
     logits, labels = [], []
     for batch in loader:

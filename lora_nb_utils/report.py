@@ -83,6 +83,12 @@ def reported_scores(results: pd.DataFrame) -> pd.DataFrame:
     return ok
 
 
+def seed_range(runs: pd.DataFrame) -> str:
+    """Seeds per task of these runs: '3', or '2-3' when tasks differ."""
+    n = runs.groupby("task")["seed"].nunique()
+    return f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+
+
 def _sorted(frame: pd.DataFrame, task_col: str = "task") -> pd.DataFrame:
     order = {t: i for i, t in enumerate(TASK_ORDER)}
     keys = frame[task_col].map(lambda t: order.get(t, len(order)))
@@ -513,9 +519,7 @@ def reference_table(name: str, results: pd.DataFrame | None = None) -> pd.DataFr
         params = g["lora_params"].median() if method != "ft" else g["trainable_params"].median()
         means = g.groupby("task")["score100"].mean()  # their aggregation: mean over seeds
         split = ", ".join(sorted(g["split"].dropna().astype(str).unique())) if "split" in g else ""
-        n = g.groupby("task")["seed"].nunique()
-        seeds = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
-        source = f"ours: mean of {seeds} seed(s){', split ' + split if split else ''}"
+        source = f"ours: mean of {seed_range(g)} seed(s){', split ' + split if split else ''}"
         rows.append(pd.Series({"source": source, **{rename.get(t, t): v for t, v in means.items()}},
                               name=(model, method_label(method, lora_r), human_count(params))))
     if rows:

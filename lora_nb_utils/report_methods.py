@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .report import (EXCLUDED, PAPER_RANK, TASK_LABELS, TASK_ORDER, _empty, _has_runs, human_count, message, method_label,
-                     reported_scores, sora_sweep)
+from .report import (EXCLUDED, PAPER_RANK, TASK_LABELS, TASK_ORDER, _empty, _has_runs, human_count, message,
+                     method_label, reported_scores, seed_range, sora_sweep)
 
 METHOD_ORDER = ("ft", "lora", "adalora", "sora")
 METHOD_NAMES = {"ft": "FT", "lora": "LoRA", "adalora": "AdaLoRA", "sora": "SoRA"}
@@ -32,8 +32,8 @@ def methods_comparison(results: pd.DataFrame) -> pd.DataFrame:
     """One row per model and method: per task 'mean ± std' of the reported score x100 over seeds (the test part for
     split 'sora'), the number of seeds, the trainable parameters (with the head) and the adapter parameters left
     after training (AdaLoRA's final ranks, SoRA's non-zero gates)."""
-    ok = reported_scores(results) if _has_runs(results) else pd.DataFrame()
-    if ok.empty or not ok["method"].isin(["adalora", "sora"]).any() or ok.groupby("task")["method"].nunique().max() < 2:
+    ok = reported_scores(results)  # empty, with its columns, when there are no runs
+    if not ok["method"].isin(["adalora", "sora"]).any() or ok.groupby("task")["method"].nunique().max() < 2:
         return _empty(["model", "method"], NO_METHODS)
     ok = ok.assign(label=ok.apply(_label, axis=1), _m=ok["method"].map({m: i for i, m in enumerate(METHOD_ORDER)}))
     tasks = [t for t in TASK_ORDER if t in set(ok["task"])]
@@ -45,8 +45,7 @@ def methods_comparison(results: pd.DataFrame) -> pd.DataFrame:
             s = g.loc[g["task"] == t, "score100"]
             row[TASK_LABELS[t]] = f"{s.mean():.1f} ± {s.std(ddof=1):.1f}" if len(s) > 1 else (
                 f"{s.mean():.1f}" if len(s) else "—")
-        n = g.groupby("task")["seed"].nunique()
-        row["seeds"] = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+        row["seeds"] = seed_range(g)
         row["split"] = ", ".join(sorted(g["split"].dropna().astype(str).unique()))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -55,9 +54,8 @@ def methods_comparison(results: pd.DataFrame) -> pd.DataFrame:
 def sora_gates(results: pd.DataFrame) -> pd.DataFrame:
     """Every finished SoRA run (the sweep's too): its L1 strength, gates at exactly zero and adapter parameters left
     after the last epoch, and its validation and test scores x100 (at the best epoch, which may come earlier)."""
-    if not _has_runs(results) or "sora_lambda" not in results:
-        return _empty(["task", "seed", "sora_lambda"], "No finished SoRA runs.")
-    s = results[(results["method"] == "sora") & (results["status"] == "ok")]
+    has = _has_runs(results) and "sora_lambda" in results
+    s = results[(results["method"] == "sora") & (results["status"] == "ok")] if has else pd.DataFrame()
     if s.empty:
         return _empty(["task", "seed", "sora_lambda"], "No finished SoRA runs.")
     out = pd.DataFrame({"model": s["model"], "task": s["task"].map(TASK_LABELS), "seed": s["seed"],
@@ -74,8 +72,8 @@ def sora_gates(results: pd.DataFrame) -> pd.DataFrame:
 
 def methods_findings(results: pd.DataFrame) -> list[str]:
     """Sentences generated from the runs: each method against LoRA per task, AdaLoRA's budget, SoRA's gates."""
-    ok = reported_scores(results) if _has_runs(results) else pd.DataFrame()
-    if ok.empty or "lora" not in set(ok["method"]) or not ok["method"].isin(["adalora", "sora"]).any():
+    ok = reported_scores(results)  # empty, with its columns, when there are no runs
+    if "lora" not in set(ok["method"]) or not ok["method"].isin(["adalora", "sora"]).any():
         return [NO_METHODS]
     ok = ok[(ok["method"] != "lora") | (ok["lora_r"] == PAPER_RANK)]  # LoRA at the paper's rank, not an ablation
     means = ok.groupby(["model", "method", "task"])["score100"].mean().unstack("task")
