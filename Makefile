@@ -6,7 +6,7 @@ export LORA_NB_SHARED_DIR ?= $(SHARED)
 export LORA_NB_GLUE_DIR ?= $(SHARED)/glue
 endif
 
-.PHONY: install test demo cpu-reproduction gpu-check
+.PHONY: install test demo cpu-reproduction gpu-check system-packages
 
 .make/installed: requirements.txt pyproject.toml
 	$(PYTHON) -m pip install -q -r requirements.txt
@@ -14,7 +14,20 @@ endif
 
 install: .make/installed
 
-test: .make/installed
+# The report's PDF export needs headless Chromium and its test renders pages with pdftoppm (poppler): installed
+# with apt-get when missing (sudo when not root), so that `make test` alone works on a fresh machine.
+SYSTEM_PACKAGES = chromium poppler-utils
+system-packages:
+	@if ! { command -v chromium || command -v chromium-browser || command -v google-chrome; } >/dev/null 2>&1 \
+	    || ! command -v pdftoppm >/dev/null 2>&1; then \
+	  echo "installing $(SYSTEM_PACKAGES) (the PDF report and its test need them)"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: install Chromium and poppler (pdftoppm) with your package manager, then rerun" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	fi
+
+test: .make/installed system-packages
 	$(PYTHON) -m pytest -q
 
 demo: .make/installed

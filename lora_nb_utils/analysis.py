@@ -62,10 +62,8 @@ def _read_adapter(source) -> tuple[dict, dict]:
     path = Path(source)
     if path.is_file() and path.suffix in (".bin", ".pt", ".pth"):
         return torch.load(path, map_location="cpu", weights_only=True), {}
-    from safetensors.torch import load_file
-
-    from .checkpoint import read_adapter_metadata, resolve_adapter
-    return load_file(str(resolve_adapter(path))), read_adapter_metadata(path)
+    from .checkpoint import read_adapter_metadata, read_tensors, resolve_adapter
+    return read_tensors(resolve_adapter(path)), read_adapter_metadata(path)
 
 
 def load_lora_factors(source, alpha: float | None = None) -> dict[tuple[int, str], LoraFactors]:

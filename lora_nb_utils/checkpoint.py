@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
@@ -19,7 +20,7 @@ def save_trainable(model: nn.Module, path, metadata: dict | None = None) -> Path
     """Write the parameters that require grad (LoRA + head, or all for 'ft') and JSON metadata, atomically."""
     path = Path(path)
     tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # rundir.TEMPORARY: removed if the writer is killed
     save_file(tensors, str(tmp), metadata={"lora_nb": json.dumps(metadata or {})})
     os.replace(tmp, path)
     return path
@@ -36,10 +37,27 @@ def resolve_adapter(path) -> Path:
     return p
 
 
+def _unreadable(path, exc: Exception) -> LoraNbError:
+    return LoraNbError(f"{path}: not a readable safetensors file, truncated or corrupt ({exc}). Fix: rerun the run "
+                       "that wrote it, or copy the file again.")
+
+
 def read_adapter_metadata(path) -> dict:
     """The metadata saved with an adapter (model, task, r, alpha, targets, ...)."""
-    with safe_open(str(resolve_adapter(path)), framework="pt") as f:
-        return json.loads((f.metadata() or {}).get("lora_nb", "{}"))
+    p = resolve_adapter(path)
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            return json.loads((f.metadata() or {}).get("lora_nb", "{}"))
+    except (SafetensorError, ValueError) as e:
+        raise _unreadable(p, e) from None
+
+
+def read_tensors(path) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file; a truncated or corrupt file fails naming it."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, ValueError) as e:
+        raise _unreadable(path, e) from None
 
 
 def check_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
@@ -74,7 +92,7 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "
 def load_trainable(model: nn.Module, path) -> list[str]:
     """Load a whole saved trainable state (LoRA + head) into a model with the same LoRA layout."""
     p = resolve_adapter(path)
-    return load_state(model, load_file(str(p)), source=str(p))
+    return load_state(model, read_tensors(p), source=str(p))
 
 
 def init_from_mnli(model: nn.Module, path) -> list[str]:
@@ -85,7 +103,7 @@ def init_from_mnli(model: nn.Module, path) -> list[str]:
         from .interop import init_from_official
         return init_from_official(model, path)
     p = resolve_adapter(path)
-    state = load_file(str(p))
+    state = read_tensors(p)
     keep = {k: v for k, v in state.items()
             if is_lora_parameter(k) or (is_head_parameter(k) and "pooler" in k)}
     if not any(is_lora_parameter(k) for k in keep):

@@ -6,11 +6,21 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
+from pathlib import Path
 
 import yaml
 
+from . import rundir
 from .config import RunConfig
-from .errors import LoraNbError
+from .errors import LoraNbError, LoraNbWarning
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes print one line that names the problem and where to look (--help), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _parse_bool(text: str) -> bool:
@@ -32,11 +42,25 @@ def _add_run_options(parser: argparse.ArgumentParser, only=None) -> None:
                             help=f"(default: {f.default!r})")
 
 
+def _read_params_file(path) -> dict:
+    """A papermill-style YAML parameter file: a mapping of parameter names to values."""
+    if not Path(path).is_file():
+        raise LoraNbError(f"params file {str(path)!r} does not exist or is not a file. Fix: give a YAML file such as "
+                          "params/roberta-base/sst2.yaml.")
+    try:
+        params = yaml.safe_load(Path(path).read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise LoraNbError(f"{path}: not valid YAML ({str(e).splitlines()[0]}). Fix the file's syntax.") from None
+    if not isinstance(params, dict):
+        raise LoraNbError(f"{path}: a params file maps parameter names to values (name: value per line), not a "
+                          f"{type(params).__name__}.")
+    return params
+
+
 def _config_from_args(args, names) -> RunConfig:
     params = {}
     if getattr(args, "params_file", None):
-        with open(args.params_file) as fh:
-            params.update(yaml.safe_load(fh) or {})
+        params.update(_read_params_file(args.params_file))
     params.update({n: getattr(args, n) for n in names if getattr(args, n, None) is not None})
     return RunConfig.from_params(params, source=getattr(args, "params_file", None) or "command line")
 
@@ -59,40 +83,68 @@ def cmd_count_params(args) -> int:
 def cmd_train(args) -> int:
     from .experiment import run_experiment
     cfg = _config_from_args(args, [f.name for f in dataclasses.fields(RunConfig)])
-    metrics = run_experiment(cfg)
+    metrics = run_experiment(cfg, replace=args.force)
     print(json.dumps({k: metrics[k] for k in ("status", "task", "model", "method", "best_epoch", "best")}, indent=1))
     print(f"run directory: {cfg.output_dir}")
     return 0 if metrics["status"] == "ok" else 1
 
 
 def cmd_run(args) -> int:
-    from .grid import load_plan
+    from .grid import load_plan, resolve_selections
     from .runner import available_gpus, pending_runs, run_plan
+    from .selection import selection_lines
+    if args.workers < 1 or (args.timeout is not None and not args.timeout > 0):
+        raise LoraNbError(f"--workers must be >= 1 and --timeout > 0 seconds (got {args.workers}, {args.timeout}).")
     plan = load_plan(args.grid)
+    rundir.check_output_dir(plan.output_root)
     if args.dry_run:
+        resolve_selections(plan)
         todo = {r.name for r in pending_runs(plan, args.force)}
         print(f"{plan.grid_file}: {plan.description}".strip())
         print(f"notebook {plan.notebook}, output {plan.output_root}")
         for r in plan.runs:
             dep = f"  (after {r.depends_on})" if r.depends_on else ""
             print(f"  {'run ' if r.name in todo else 'done'}  {r.name}{dep}")
-        print(f"{len(plan.runs)} runs planned: {len(todo)} to run, {len(plan.runs) - len(todo)} finished")
+        waits = sum(len(s.confirm_params) for s in plan.selections if s.chosen is None)
+        print(f"{len(plan.runs)} runs planned: {len(todo)} to run, {len(plan.runs) - len(todo)} finished"
+              + (f", {waits} confirm runs after their selection" if waits else ""))
+        for line in selection_lines(plan):
+            print(line)
         from .costmodel import estimate_plan_hours
         est = estimate_plan_hours(plan)
-        print(f"estimated training time: {est['total_hours']:,.1f} {est['device']}-hours ({'; '.join(est['bases'])})")
+        bound = " at most (every run to its max epochs; early stopping ends runs sooner)" if est["early_stopping"] \
+            else ""
+        print(f"estimated training time: {est['total_hours']:,.1f} {est['device']}-hours{bound}, "
+              f"{est['todo_hours']:,.1f} of them still to run ({'; '.join(est['bases'])})")
         return 0
     gpus = available_gpus() if args.workers > 1 else []
     outcomes = run_plan(plan, workers=args.workers, force=args.force, timeout=args.timeout, gpus=gpus)
     failed = [o for o in outcomes if o["status"] in ("failed", "timeout")]
+    report = report_error = None
+    if args.report:  # the HTML report of the grid's folder (no PDF), then the summary below ends the output
+        from .report_export import build_report
+        try:
+            report = build_report(plan.output_root, args.report, pdf=False)["html"]
+        except LoraNbError as e:
+            report_error = e
+    from .results import grid_summary
     print(f"done: {len(outcomes) - len(failed)} finished, {len(failed)} failed; "
           f"results table: {plan.output_root / 'results.csv'}")
+    print("\n" + grid_summary(plan.output_root, [r.run_dir for r in plan.runs]))
+    if report_error is not None:
+        raise report_error
+    if report is not None:
+        print(f"\nreport: {report}")
     return 1 if failed else 0
 
 
 def cmd_results(args) -> int:
     from .results import collect_results, write_results_table
+    if not Path(args.root).is_dir():
+        raise LoraNbError(f"{args.root!r} is not a folder of run directories. Fix: give a grid's output folder, "
+                          "e.g. runs/demo.")
+    table = collect_results(args.root, strict=True)  # a truncated record fails here, naming it, before any write
     path = write_results_table(args.root)
-    table = collect_results(args.root)
     cols = [c for c in ("model", "task", "method", "lora_r", "seed", "status", "score", "best_epoch") if c in table]
     print(table[cols].to_string(index=False) if len(table) else "no runs yet")
     print(f"written: {path}")
@@ -101,6 +153,8 @@ def cmd_results(args) -> int:
 
 def cmd_export(args) -> int:
     from .interop import export_run
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise LoraNbError(f"{args.out!r} is a file. Fix: give a folder for the PEFT adapter (created if missing).")
     report = export_run(args.run_dir, args.out)
     print(f"wrote PEFT adapter {report['out_dir']}: {', '.join(report['files'])}")
     for k in ("tensors", "r", "lora_alpha", "target_modules", "modules_to_save", "base_model_name_or_path", "revision"):
@@ -123,6 +177,7 @@ def cmd_bench(args) -> int:
     unknown = sorted(set(parts) - set(BENCH_PARTS))
     if unknown:
         raise LoraNbError(f"--parts: unknown {', '.join(unknown)}; choose from {', '.join(BENCH_PARTS)}.")
+    _check_bench_args(args)
     cfg = BenchConfig.preset(args.model, quick=args.quick, tiny=args.tiny, device=args.device,
                              precision=args.precision, batch_size=args.batch_size, tokenizer=args.tokenizer,
                              runs=args.runs)
@@ -137,8 +192,24 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _check_bench_args(args) -> None:
+    """Mistakes that would otherwise surface only after minutes of benchmarking."""
+    from .train import check_device
+    if args.batch_size is not None and args.batch_size < 1:
+        raise LoraNbError(f"--batch-size must be >= 1, not {args.batch_size}.")
+    if check_device(args.device).type != "cuda" and args.precision == "fp16":
+        raise LoraNbError("--precision fp16 needs --device cuda; use bf16 or fp32 on CPU.")
+    if args.runs and not Path(args.runs).is_dir():
+        raise LoraNbError(f"--runs {args.runs!r} is not a folder of run directories. Fix: give a grid's output "
+                          "folder, e.g. runs/demo.")
+    for option, path in (("--out", args.out), ("--throughput-csv", args.throughput_csv)):
+        if path and (Path(path).is_dir() or any(p.exists() and not p.is_dir() for p in Path(path).parents)):
+            raise LoraNbError(f"{option} {path!r}: a folder is in the way (or a file stands where a folder is "
+                              "needed). Fix: give a file path in an existing or creatable folder.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lora-nb", description="LoRA / full fine-tuning reproduction kit on GLUE.")
+    parser = OneLineParser(prog="lora-nb", description="LoRA / full fine-tuning reproduction kit on GLUE.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("count-params", help="trainable-parameter counts without downloading weights")
@@ -150,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="one run (the same code the notebooks call)")
     p.add_argument("-f", "--params-file", help="a papermill-style YAML parameter file")
+    p.add_argument("--force", action="store_true",
+                   help="replace the run directory when it holds another run (else refused)")
     _add_run_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -159,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rerun finished runs too")
     p.add_argument("--dry-run", action="store_true", help="list the planned runs and stop")
     p.add_argument("--timeout", type=float, default=None, help="seconds a notebook cell may run")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="then build the HTML report of the grid's output folder into DIR (as `lora-nb report "
+                        "--no-pdf`)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("results", help="rebuild the results table from run directories")
@@ -202,13 +278,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, LoraNbWarning):
+        print(f"lora-nb: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except LoraNbError as e:
         print(f"lora-nb: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the user gave: missing, a folder where a file belongs, disk full, read-only
+        where = f": {e.filename}" if e.filename else ""
+        print(f"lora-nb: error: {e.strerror or e}{where}. Fix: check that path, its permissions and the free disk "
+              "space.", file=sys.stderr)
+        return 2
+    finally:
+        warnings.showwarning = _default_showwarning
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
 """RunConfig: the one set of run parameters shared by notebooks, command line, runner and results table."""
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 from .errors import LoraNbError
 
 METHODS = ("ft", "lora", "adalora", "sora")
-SPLITS = ("glue_dev", "sora")  # see splits.py
+SPLITS = ("glue_dev", "sora", "holdout")  # see splits.py
 
 
 @dataclass
@@ -25,7 +27,7 @@ class RunConfig:
     max_seq_len: int = 128  # truncation length; batches are padded dynamically
     max_train_samples: int = 0  # 0 = the whole training set; else a fixed subsample (same for every seed)
     max_eval_samples: int = 0  # 0 = the whole validation set
-    split: str = "glue_dev"  # glue_dev (train / GLUE validation) | sora (SoRA's validation + test protocol, splits.py)
+    split: str = "glue_dev"  # glue_dev (train / GLUE validation) | sora (SoRA's protocol) | holdout (splits.py)
     # method
     method: str = "lora"  # ft | lora | adalora | sora
     lora_r: int = 8
@@ -48,7 +50,8 @@ class RunConfig:
     sora_max_lambda: float = 0.0  # final lambda of the linear schedule
     cls_dropout: float = -1.0  # classifier dropout; negative = the model's default
     # optimisation
-    epochs: int = 1
+    epochs: int = 1  # the most epochs a run trains (the learning-rate schedule spans them all)
+    early_stopping_patience: int = 0  # stop after this many epochs without a better selection score; 0 = never
     batch_size: int = 16  # per device
     grad_accum: int = 1  # effective batch = batch_size x grad_accum
     learning_rate: float = 5.0e-4
@@ -77,6 +80,10 @@ class RunConfig:
         for name in ("epochs", "batch_size", "grad_accum", "max_seq_len", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise LoraNbError(f"{name} must be >= 1, not {getattr(self, name)!r}.")
+        if self.early_stopping_patience < 0:
+            raise LoraNbError(f"early_stopping_patience must be >= 0 (0 = no early stopping), not "
+                              f"{self.early_stopping_patience!r}.")
+        check_ranges(self)
 
     @classmethod
     def from_params(cls, params: dict, source: str = "parameters") -> "RunConfig":
@@ -85,6 +92,32 @@ class RunConfig:
 
     def to_params(self) -> dict:
         return dataclasses.asdict(self)
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise LoraNbError(message)
+
+
+def check_ranges(cfg: RunConfig) -> None:
+    """Values no run can use fail here, before anything is loaded or written."""
+    _require(cfg.learning_rate > 0, f"learning_rate must be > 0, not {cfg.learning_rate!r}: give the peak learning "
+                                    "rate, e.g. 5.0e-4 (LoRA) or 1.0e-5 (full fine-tuning).")
+    _require(cfg.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision!r}.")
+    _require(cfg.weights in ("pretrained", "random"), f"weights must be pretrained or random, not {cfg.weights!r}.")
+    _require(bool(DEVICE_PATTERN.fullmatch(cfg.device)),
+             f"device must be auto, cpu, cuda or cuda:N, not {cfg.device!r}.")
+    _require(cfg.progress in ("auto", "bar", "log", "none"),
+             f"progress must be auto, bar, log or none, not {cfg.progress!r}.")
+    _require(cfg.method not in ("lora", "sora") or cfg.lora_r >= 1, f"lora_r must be >= 1, not {cfg.lora_r!r}.")
+    _require(0 <= cfg.lora_dropout < 1, f"lora_dropout must be in [0, 1), not {cfg.lora_dropout!r}.")
+    _require(0 <= cfg.warmup_ratio <= 1, f"warmup_ratio must be in [0, 1], not {cfg.warmup_ratio!r}.")
+    for name in ("max_train_samples", "max_eval_samples", "weight_decay", "max_grad_norm"):
+        _require(getattr(cfg, name) >= 0, f"{name} must be >= 0, not {getattr(cfg, name)!r}.")
 
 
 PARAMETER_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
@@ -116,6 +149,32 @@ def check_params(params: dict, source: str = "parameters") -> dict:
             raise LoraNbError(f"{source}: parameter {key!r} must be {_TYPES[key]}, got {value!r} "
                               f"({type(value).__name__}). Write floats with a dot, e.g. 5.0e-4.")
     return dict(params)
+
+
+PAPERMILL_MARKER = "# Parameters"  # the first line of the cell papermill injects after the `parameters` cell
+
+
+def injected_parameter_names(history) -> list[str]:
+    """Names assigned in the cells papermill injected, found in the kernel's input history (IPython's `In`)."""
+    names = []
+    for source in history or ():
+        if source.split("\n", 1)[0].strip() != PAPERMILL_MARKER:
+            continue
+        try:
+            body = ast.parse(source).body
+        except SyntaxError:
+            continue
+        names += [t.id for node in body if isinstance(node, ast.Assign) for t in node.targets
+                  if isinstance(t, ast.Name)]
+    return names
+
+
+def config_from_notebook(namespace: dict) -> RunConfig:
+    """The run's parameters from a notebook's globals. A name papermill injected that is not a parameter (a typo
+    such as `-p lerning_rate 1e-3`) fails here: papermill itself only warns, and the run would use the default."""
+    injected = {n: namespace.get(n) for n in injected_parameter_names(namespace.get("In"))}
+    check_params({n: v for n, v in injected.items() if n not in _TYPES}, "papermill parameters (-p / -f)")
+    return RunConfig.from_params({n: namespace[n] for n in PARAMETER_NAMES}, source="notebook parameters")
 
 
 NOT_HASHED = ("output_dir", "progress", "cache_dir", "glue_dir")  # where things are, not what is computed

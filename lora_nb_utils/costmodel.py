@@ -146,15 +146,35 @@ def table2_estimates(params_root=None, device: str | None = None, padding: str =
 
 
 def estimate_plan_hours(plan, device: str | None = None, padding: str = "dynamic") -> dict:
-    """Training hours of every run of a plan (lora_nb_utils.grid.load_plan), and the total.
-    Returns {'runs': [...], 'total_hours', 'device', 'bases'}."""
+    """Training hours of every run of a plan (lora_nb_utils.grid.load_plan), and the total; confirm runs of sweep
+    groups not chosen yet are counted at their group's first candidate (the swept values do not change the cost).
+    Returns {'runs': [...], 'total_hours', 'todo_hours' (runs not finished), 'device', 'bases', 'early_stopping'}."""
+    from .rundir import is_finished
     table = load_throughput()
     _, device = _device_rows(table, device)
+    planned = [(r.name, r.params, is_finished(r.run_dir, r.hash)) for r in plan.runs]
+    planned += [(f"{s.group},seed={p['seed']}", {**s.candidates[0].params, "seed": p["seed"]}, False)
+                for s in getattr(plan, "selections", []) if s.chosen is None for p in s.confirm_params]
     runs = []
-    for r in plan.runs:
-        p = r.params
+    for name, p, finished in planned:
         est = estimate_run_hours(p["model"], p["task"], p["epochs"], p["batch_size"], p["max_seq_len"],
-                                 p.get("method", "lora"), p.get("max_train_samples") or None, device, padding, table)
-        runs.append({"name": r.name, **est})
-    return {"runs": runs, "total_hours": sum(x["hours"] for x in runs), "device": device,
-            "bases": sorted({x["basis"] for x in runs})}
+                                 p.get("method", "lora"), _train_rows(p), device, padding, table)
+        runs.append({"name": name, "finished": finished, **est})
+    return {"runs": runs, "total_hours": sum(x["hours"] for x in runs),
+            "todo_hours": sum(x["hours"] for x in runs if not x["finished"]), "device": device,
+            "bases": sorted({x["basis"] for x in runs}),
+            "early_stopping": any(p.get("early_stopping_patience") for _, p, _ in planned)}
+
+
+def _train_rows(params: dict) -> int | None:
+    """Training rows of a run: the split's training part (split holdout / sora carve selection rows out of it),
+    capped by max_train_samples; None = the whole GLUE training set."""
+    from .splits import SORA_LARGE_TASKS, SORA_LARGE_VALIDATION, holdout_size
+    task = get_task(params["task"]).name
+    rows = GLUE_TRAIN_SIZES[task]
+    if params.get("split") == "holdout":
+        rows -= holdout_size(rows)
+    elif params.get("split") == "sora" and task in SORA_LARGE_TASKS:
+        rows -= SORA_LARGE_VALIDATION
+    cap = params.get("max_train_samples") or 0
+    return min(rows, cap) if cap > 0 else rows

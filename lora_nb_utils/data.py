@@ -32,12 +32,29 @@ def glue_source(glue_dir: str | None = None) -> str | None:
 
 def _load_local(task: Task, root: Path, splits: list[str]) -> DatasetDict:
     if not root.is_dir():
-        raise LoraNbError(f"GLUE folder {str(root)!r} does not exist. Fix: {GLUE_FIX}")
+        raise LoraNbError(f"GLUE folder {str(root)!r} does not exist or is not a folder. Fix: {GLUE_FIX}")
     files = {s: root / task.name / f"{s}-00000-of-00001.parquet" for s in splits}
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:
         raise LoraNbError(f"GLUE task {task.name!r}: missing {', '.join(missing)}. Fix: {GLUE_FIX}")
-    return load_dataset("parquet", data_files={s: str(f) for s, f in files.items()})
+    for f in files.values():
+        _check_parquet(f)
+    try:
+        return load_dataset("parquet", data_files={s: str(f) for s, f in files.items()})
+    except Exception as e:  # datasets wraps reader errors in its own types
+        raise LoraNbError(f"GLUE task {task.name!r}: cannot read {', '.join(map(str, files.values()))} "
+                          f"({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}). "
+                          f"Fix: copy those files again; {GLUE_FIX}") from None
+
+
+def _check_parquet(path: Path) -> None:
+    """The file's Parquet footer can be read (a truncated, empty or corrupt file fails naming it)."""
+    import pyarrow.parquet as pq
+    try:
+        pq.read_metadata(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError with the reason
+        raise LoraNbError(f"{path}: not a readable Parquet file, truncated or corrupt ({e}). Fix: copy or download "
+                          f"it again; {GLUE_FIX}") from None
 
 
 def _load_hub(task: Task, splits: list[str]) -> DatasetDict:

@@ -14,9 +14,9 @@ from .data import load_glue, make_loader, subsample, tokenize
 from .errors import LoraNbError
 from .lora import count_parameters, inject_lora, mark_trainable
 from .splits import apply_split
-from .models import canonical_name, load_model, load_tokenizer
+from .models import canonical_name, load_config, load_model, load_tokenizer, max_input_length
 from .tasks import Task, get_task
-from .train import TrainConfig, configure_progress, make_optimizer, pick_device, set_seed, train
+from .train import TrainConfig, check_device, configure_progress, make_optimizer, pick_device, set_seed, train
 
 
 @dataclass
@@ -29,8 +29,23 @@ class RunData:
     test_loaders: dict = field(default_factory=dict)  # split 'sora': reported at the best validation epoch
 
 
+def check_environment(cfg: RunConfig) -> None:
+    """What used to fail only once the run directory existed, checked before anything is loaded or written: the
+    device, fp16 off CUDA, max_seq_len beyond the model's positions, an output_dir below a file."""
+    device = check_device(cfg.device)
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise LoraNbError(f"precision='fp16' needs a CUDA device (this run's device is {device.type}); use 'bf16' or "
+                          "'fp32' on CPU.")
+    limit = max_input_length(load_config(cfg.model, get_task(cfg.task)))
+    if limit is not None and cfg.max_seq_len > limit:
+        raise LoraNbError(f"max_seq_len {cfg.max_seq_len} is longer than the {limit} positions model {cfg.model!r} "
+                          f"has: longer rows would crash or train on garbage. Fix: max_seq_len <= {limit}.")
+    rundir.check_output_dir(cfg.output_dir)
+
+
 def prepare_data(cfg: RunConfig) -> RunData:
     """Load, split by the protocol (`split`, splits.py), subsample, tokenize (cached) and batch the task's data."""
+    check_environment(cfg)
     task = get_task(cfg.task)
     configure_progress(cfg.progress)
     tokenizer = load_tokenizer(cfg.model, cfg.tokenizer or None)
@@ -82,12 +97,23 @@ def adapter_metadata(cfg: RunConfig, task: Task) -> dict:
             "seed": cfg.seed}
 
 
-def train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir=None) -> dict:
-    """Train, writing epochs.csv as epochs finish, the adapter, and metrics.json last. Returns the metrics."""
+def train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir=None, replace: bool = False) -> dict:
+    """Train, writing epochs.csv as epochs finish, the adapter, and metrics.json last. Returns the metrics.
+
+    The run directory always describes the run that writes its metrics: the one the runner prepared for these
+    parameters is kept, any other is started afresh, and one holding another run is refused unless `replace`
+    (rundir.claim). An error from then on records the run as failed, with the error, and is raised again."""
     run_dir = Path(run_dir or cfg.output_dir)
+    rundir.claim(run_dir, cfg.to_params(), replace)
+    try:
+        return _train_and_record(cfg, model, data, run_dir)
+    except BaseException as exc:  # KeyboardInterrupt too: never leave a stale 'running'
+        rundir.record_failure(run_dir, exc)
+        raise
+
+
+def _train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir: Path) -> dict:
     params = cfg.to_params()
-    if not (run_dir / rundir.MANIFEST).is_file():  # the runner writes it before executing the notebook
-        rundir.start_run(run_dir, params)
     set_seed(cfg.seed, cfg.deterministic)
     counts = count_parameters(model)
     rows = []
@@ -98,7 +124,8 @@ def train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir=No
 
     tcfg = TrainConfig(epochs=cfg.epochs, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
                        warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm, grad_accum=cfg.grad_accum,
-                       precision=cfg.precision, progress=cfg.progress)
+                       precision=cfg.precision, progress=cfg.progress,
+                       early_stopping_patience=cfg.early_stopping_patience)
     total_steps = math.ceil(len(data.train_loader) / cfg.grad_accum) * cfg.epochs
     optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay)
     before_zero_grad = None
@@ -120,7 +147,9 @@ def train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir=No
         "last": {k: v for k, v in (rows[-1] if rows else {}).items()
                  if k not in ("epoch", "step", "lr", "train_seconds", "samples_per_second", "collapsed")},
         "parameters": counts, "sizes": data.sizes, "effective_batch_size": cfg.batch_size * cfg.grad_accum,
-        "train_seconds": result["train_seconds"], "peak_memory_mb": result["peak_memory_mb"],
+        "epochs_run": result["epochs_run"], "stopped_early": result["stopped_early"],
+        "train_seconds": result["train_seconds"], "cpu_seconds": result["cpu_seconds"],
+        "peak_memory_mb": result["peak_memory_mb"],
         "params_hash": params_hash(params),
     }
     if cfg.method in METHOD_STATE:  # final ranks / gates and the effective adapter size
@@ -132,11 +161,13 @@ def train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir=No
 METHOD_STATE = {"adalora": adalora.method_state, "sora": sora.method_state}
 
 
-def run_experiment(cfg: RunConfig, run_dir=None) -> dict:
-    """Everything for one run: prepare_data -> build_model -> train_and_record."""
+def run_experiment(cfg: RunConfig, run_dir=None, replace: bool = False) -> dict:
+    """Everything for one run: prepare_data -> build_model -> train_and_record. A run directory holding another run
+    is refused before any work unless `replace`."""
+    rundir.needs_start(run_dir or cfg.output_dir, cfg.to_params(), replace)
     data = prepare_data(cfg)
     model = build_model(cfg, data.task)
-    return train_and_record(cfg, model, data, run_dir)
+    return train_and_record(cfg, model, data, run_dir, replace)
 
 
 def count_parameters_for(cfg: RunConfig) -> dict:
@@ -144,7 +175,6 @@ def count_parameters_for(cfg: RunConfig) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from .models import load_config
     task = get_task(cfg.task)
     with torch.device("meta"):
         model = AutoModelForSequenceClassification.from_config(load_config(cfg.model, task))

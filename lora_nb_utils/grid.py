@@ -12,17 +12,29 @@ A grid file (YAML):
 
 Precedence: notebook defaults < params_file < params < matrix. `init_from: mnli` means "the MNLI run of this grid
 with the same model, method, rank and seed": the runner resolves it and runs MNLI first.
+
+A block may also sweep, select and confirm (selection.py): the sweep's values run on one selection seed, the value
+with the best score on the held-out part (split holdout or sora; never the reported test part) is chosen per
+group (the block's matrix point without its seed), and the block's other seeds then run at the chosen value:
+
+      - params_file: params/minilm/{method}.yaml
+        params: {split: holdout, epochs: 10, early_stopping_patience: 3}
+        matrix: {task: [rte, mrpc], method: [lora], seed: [1, 2, 3]}
+        sweep: {learning_rate: [5.0e-4, 1.0e-3, 2.0e-3]}     # cartesian product when several keys
+        select: {seed: 1, tolerance: 0.0, prefer: fewest_params}   # all optional (seed: the matrix's first)
 """
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .config import check_params, params_hash
-from .errors import LoraNbError
+from .config import PARAMETER_NAMES, RunConfig, check_params, params_hash
+from .errors import LoraNbError, LoraNbWarning
+from .selection import PREFER, Selection
 from .tasks import get_task
 
 NAME_KEYS = ("task", "method", "lora_r", "seed")  # always in the run name; matrix keys are added
@@ -40,6 +52,8 @@ class PlannedRun:
     run_dir: Path
     depends_on: str | None = None  # name of the MNLI run it initialises from
     source: str = ""  # grid file and block, for error messages
+    stage: str = ""  # "sweep" (a candidate value on the selection seed) | "confirm" (the chosen value) | ""
+    group: str = ""  # the selection group of a sweep / confirm run
 
     @property
     def hash(self) -> str:
@@ -53,13 +67,15 @@ class Plan:
     output_root: Path
     description: str
     runs: list[PlannedRun] = field(default_factory=list)
+    selections: list[Selection] = field(default_factory=list)  # sweep blocks: one per group, resolved by the runner
 
 
 def notebook_parameters(notebook: Path) -> dict:
     """The notebook's `parameters` cell: name -> {default, inferred_type_name, help} (papermill's inspector)."""
     import papermill
     if not notebook.is_file():
-        raise LoraNbError(f"Notebook {str(notebook)!r} does not exist.")
+        raise LoraNbError(f"Notebook {str(notebook)!r} does not exist. Fix: set the grid's 'notebook' to a notebook "
+                          "path relative to the repository root, e.g. notebooks/01_roberta_base.ipynb.")
     params = papermill.inspect_notebook(str(notebook))
     if not params:
         raise LoraNbError(f"{notebook}: no cell tagged 'parameters'.")
@@ -99,13 +115,14 @@ def run_name(values: dict, matrix_keys) -> str:
 def load_plan(grid_file) -> Plan:
     """Read and expand a grid file; every run is validated before anything executes."""
     grid_file = Path(grid_file)
-    if not grid_file.is_file():
-        raise LoraNbError(f"Grid file {str(grid_file)!r} does not exist.")
-    spec = yaml.safe_load(grid_file.read_text()) or {}
+    spec = _read_grid(grid_file)
     unknown = set(spec) - {"description", "notebook", "output_root", "blocks"}
     if unknown or "blocks" not in spec or "notebook" not in spec:
         raise LoraNbError(f"{grid_file}: a grid needs 'notebook' and 'blocks' (optional: description, output_root); "
                           f"unknown keys: {sorted(unknown)}.")
+    if not isinstance(spec["blocks"], list) or not spec["blocks"]:
+        raise LoraNbError(f"{grid_file}: 'blocks' must be a non-empty list of blocks (params_file, params, matrix); "
+                          f"got {spec['blocks']!r}, which declares no runs.")
     root = _repo_root(grid_file)
     notebook = root / spec["notebook"]
     nb_params = notebook_parameters(notebook)
@@ -114,43 +131,141 @@ def load_plan(grid_file) -> Plan:
                 spec.get("description", ""))
     for b, block in enumerate(spec["blocks"]):
         source = f"{grid_file} (block {b + 1})"
-        bad = set(block) - {"params_file", "params", "matrix"}
+        if not isinstance(block, dict) or not isinstance(block.get("matrix") or {}, dict):
+            raise LoraNbError(f"{source}: a block maps params_file / params / matrix to values, and its matrix maps "
+                              f"parameter names to lists; got {block!r}.")
+        bad = set(block) - {"params_file", "params", "matrix", "sweep", "select"}
         if bad:
-            raise LoraNbError(f"{source}: unknown block keys {sorted(bad)} (use params_file, params, matrix).")
+            raise LoraNbError(f"{source}: unknown block keys {sorted(bad)} (use params_file, params, matrix, sweep, "
+                              "select).")
         matrix = block.get("matrix") or {}
         for key, values in matrix.items():
             if not isinstance(values, list) or not values:
                 raise LoraNbError(f"{source}: matrix entry {key!r} must be a non-empty list.")
-        for combo in itertools.product(*matrix.values()):
-            point = dict(zip(matrix, combo))
-            params, from_file = dict(defaults), {}
-            if block.get("params_file"):
-                pfile = root / block["params_file"].format(**{**defaults, **(block.get("params") or {}), **point})
-                if not pfile.is_file():
-                    raise LoraNbError(f"{source}: params file {str(pfile)!r} does not exist.")
-                from_file = yaml.safe_load(pfile.read_text()) or {}
-                validate_against_notebook(from_file, nb_params, str(pfile))
-                params.update(from_file)
-            for part, src in ((block.get("params") or {}, source), (point, source)):
-                validate_against_notebook(part, nb_params, src)
-                params.update(part)
-            stated = {**from_file, **(block.get("params") or {}), **point}
-            unstated = [k for k in MUST_STATE if k in nb_params and k not in stated]
-            if unstated:  # the notebook defaults are a 64-row smoke run: never inherit them silently
-                raise LoraNbError(f"{source}: state {', '.join(unstated)} in the grid or its params file "
-                                  "(0 = the whole split); the notebook's defaults are a smoke run.")
-            try:
-                get_task(params["task"])
-            except LoraNbError as e:
-                raise LoraNbError(f"{source}: {e}") from None
-            name = f'{str(params["model"]).replace("/", "--")}/{run_name(params, matrix)}'
-            run_dir = plan.output_root / name
-            params["output_dir"] = str(run_dir)
-            params["progress"] = "log"
-            plan.runs.append(PlannedRun(name, params, run_dir, source=source))
+        points = [dict(zip(matrix, combo)) for combo in itertools.product(*matrix.values())]
+        if "sweep" in block:
+            _add_sweep_block(plan, block, points, matrix, defaults, nb_params, root, source)
+        else:
+            plan.runs += [_point_run(plan, block, point, matrix, defaults, nb_params, root, source)
+                          for point in points]
     _check_unique(plan)
     _link_mnli(plan)
     return plan
+
+
+def _read_grid(grid_file: Path) -> dict:
+    """The grid file's YAML mapping, or one error naming the file and what is wrong with it."""
+    if not grid_file.is_file():
+        raise LoraNbError(f"Grid file {str(grid_file)!r} does not exist or is not a file. Fix: give a grid YAML file, "
+                          "e.g. params/grids/demo.yaml.")
+    try:
+        spec = yaml.safe_load(grid_file.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        where = getattr(e, "problem_mark", None)
+        raise LoraNbError(f"{grid_file}: not valid YAML{f' (line {where.line + 1})' if where else ''}: "
+                          f"{getattr(e, 'problem', None) or e}. Fix the file's syntax.") from None
+    if not isinstance(spec, dict):
+        raise LoraNbError(f"{grid_file}: a grid is a YAML mapping with 'notebook' and 'blocks', not a "
+                          f"{type(spec).__name__}.")
+    return spec
+
+
+
+def _point_params(block: dict, point: dict, defaults: dict, nb_params: dict, root: Path, source: str) -> dict:
+    """The full parameters of one matrix point: notebook defaults < params_file < params < point, validated."""
+    params, from_file = dict(defaults), {}
+    if block.get("params_file"):
+        pfile = root / block["params_file"].format(**{**defaults, **(block.get("params") or {}), **point})
+        if not pfile.is_file():
+            raise LoraNbError(f"{source}: params file {str(pfile)!r} does not exist.")
+        from_file = yaml.safe_load(pfile.read_text()) or {}
+        validate_against_notebook(from_file, nb_params, str(pfile))
+        params.update(from_file)
+    for part in (block.get("params") or {}, point):
+        validate_against_notebook(part, nb_params, source)
+        params.update(part)
+    stated = {**from_file, **(block.get("params") or {}), **point}
+    unstated = [k for k in MUST_STATE if k in nb_params and k not in stated]
+    if unstated:  # the notebook defaults are a 64-row smoke run: never inherit them silently
+        raise LoraNbError(f"{source}: state {', '.join(unstated)} in the grid or its params file "
+                          "(0 = the whole split); the notebook's defaults are a smoke run.")
+    try:
+        get_task(params["task"])
+        RunConfig.from_params({k: v for k, v in params.items() if k in PARAMETER_NAMES}, source)  # value ranges
+    except LoraNbError as e:
+        raise LoraNbError(f"{source}: {e}") from None
+    return params
+
+
+def _planned(plan: Plan, params: dict, name_keys, source: str, **fields) -> PlannedRun:
+    name = f'{str(params["model"]).replace("/", "--")}/{run_name(params, name_keys)}'
+    run_dir = plan.output_root / name
+    params = {**params, "output_dir": str(run_dir), "progress": "log"}
+    return PlannedRun(name, params, run_dir, source=source, **fields)
+
+
+def _point_run(plan, block, point, matrix, defaults, nb_params, root, source) -> PlannedRun:
+    return _planned(plan, _point_params(block, point, defaults, nb_params, root, source), matrix, source)
+
+
+def _add_sweep_block(plan, block, points, matrix, defaults, nb_params, root, source) -> None:
+    """Candidates (every sweep value on the selection seed) and one Selection per group; the group's confirm runs
+    (its other seeds) are made by Selection.resolve once every candidate has finished."""
+    sweep, select = block.get("sweep") or {}, block.get("select") or {}
+    if not isinstance(sweep, dict) or not sweep:
+        raise LoraNbError(f"{source}: 'sweep' must map parameter names to lists of values to try.")
+    for key, values in sweep.items():
+        if key in ("seed", *matrix) or not isinstance(values, list) or not values:
+            raise LoraNbError(f"{source}: sweep entry {key!r} must be a non-empty list of a parameter that is not "
+                              "the seed and not in the matrix.")
+        for value in values:
+            validate_against_notebook({key: value}, nb_params, f"{source} sweep")
+    bad = set(select) - {"seed", "tolerance", "prefer"}
+    if bad or select.get("prefer", "") not in PREFER:
+        raise LoraNbError(f"{source}: select takes seed, tolerance (score points x100) and prefer "
+                          f"({' or '.join(repr(p) for p in PREFER if p)}); got {select}.")
+    groups: dict[str, Selection] = {}
+    for point in points:
+        params = _point_params(block, point, defaults, nb_params, root, source)
+        if params.get("init_from") == "mnli":
+            raise LoraNbError(f"{source}: init_from: mnli is not supported in a sweep block; sweep the MNLI runs in "
+                              "a grid of their own and pass their adapter file as init_from.")
+        if params.get("split") not in ("holdout", "sora"):
+            raise LoraNbError(f"{source}: a sweep needs split 'holdout' or 'sora', so that the value is chosen on a "
+                              f"held-out part and never on the reported set (split is {params.get('split')!r}).")
+        seed_list = matrix.get("seed") or [params["seed"]]
+        selection_seed = select.get("seed", seed_list[0])
+        base = {**params, "seed": selection_seed}
+        group_run = _planned(plan, {k: v for k, v in base.items() if k != "seed"}, matrix, source)
+        group = group_run.name
+        if group not in groups:
+            candidates = [_planned(plan, {**base, **dict(zip(sweep, combo))}, [*matrix, *sweep], source,
+                                   stage="sweep", group=group)
+                          for combo in itertools.product(*sweep.values())]
+            groups[group] = Selection(group, source, list(sweep), candidates, selection_seed,
+                                      float(select.get("tolerance", 0.0)), select.get("prefer", ""),
+                                      name_keys=[*matrix, *sweep])
+            plan.runs += candidates
+        if params["seed"] != selection_seed:
+            groups[group].confirm_params.append(params)
+    plan.selections += groups.values()
+
+
+def resolve_selections(plan: Plan) -> list[PlannedRun]:
+    """Choose the value of every group whose sweep runs have all finished and add its confirm runs (the other
+    seeds at the chosen value) to the plan. Returns the runs added by this call."""
+    known, added = {r.run_dir for r in plan.runs}, []
+    for sel in plan.selections:
+        if not sel.resolve():
+            continue
+        for params in sel.confirm_params:
+            run = _planned(plan, {**params, **sel.chosen}, sel.name_keys, sel.source, stage="confirm",
+                           group=sel.group)
+            if run.run_dir not in known:
+                known.add(run.run_dir)
+                added.append(run)
+    plan.runs += added
+    return added
 
 
 def _repo_root(path: Path) -> Path:
@@ -164,10 +279,14 @@ def _repo_root(path: Path) -> Path:
 def _check_unique(plan: Plan) -> None:
     seen = {}
     for run in plan.runs:
-        if run.run_dir in seen and seen[run.run_dir] != run.hash:
+        if run.run_dir in seen and seen[run.run_dir].hash != run.hash:
             raise LoraNbError(f"{run.source}: two runs share the folder {run.run_dir} with different parameters; "
                               "put the differing parameter in the matrix so it is part of the run name.")
-        seen[run.run_dir] = run.hash
+        if run.run_dir in seen:
+            warnings.warn(f"{run.source}: run {run.name} is declared again with identical parameters (first in "
+                          f"{seen[run.run_dir].source}); it runs once. Remove one of the declarations.",
+                          LoraNbWarning, stacklevel=3)
+        seen.setdefault(run.run_dir, run)
     unique = {}
     for run in plan.runs:
         unique.setdefault(run.run_dir, run)

@@ -84,6 +84,17 @@ def load_config(name: str, task: Task, cls_dropout: float | None = None, **overr
     return config
 
 
+ABSOLUTE_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}  # positions start after the padding index
+
+
+def max_input_length(config) -> int | None:
+    """The longest input (tokens) the model's absolute position embeddings cover; None for relative positions
+    only (DeBERTa v2/v3, position_biased_input false)."""
+    if getattr(config, "position_biased_input", True) is False or not getattr(config, "max_position_embeddings", 0):
+        return None
+    return config.max_position_embeddings - ABSOLUTE_OFFSET.get(getattr(config, "model_type", ""), 0)
+
+
 def load_model(name: str, task: Task, *, weights: str = "pretrained", cls_dropout: float | None = None,
                **config_overrides) -> torch.nn.Module:
     """A sequence-classification model for `task`: pretrained weights, or random weights from the config."""

@@ -5,20 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .report import (EXCLUDED, PAPER_RANK, TASK_LABELS, TASK_ORDER, _empty, _has_runs, human_count, message,
-                     method_label, reported_scores, seed_range, sora_sweep)
+from .report import (EXCLUDED, FT_TOLERANCE, METHOD_NAMES, METHOD_ORDER, PAPER_RANK, TASK_LABELS, TASK_ORDER,
+                     _empty, _has_runs, config_labels, human_count, message, model_label, reported_scores,
+                     seed_range, sora_sweep)
 
-METHOD_ORDER = ("ft", "lora", "adalora", "sora")
-METHOD_NAMES = {"ft": "FT", "lora": "LoRA", "adalora": "AdaLoRA", "sora": "SoRA"}
 NO_METHODS = "No finished AdaLoRA or SoRA runs beside other methods on the same task yet."
-
-
-def _label(row) -> str:
-    if row["method"] == "adalora" and pd.notna(row.get("adalora_init_r")):
-        return f"AdaLoRA r {int(row['adalora_init_r'])}->{int(row['adalora_target_r'])}"
-    if row["method"] == "sora" and pd.notna(row.get("lora_r")):
-        return f"SoRA r_max={int(row['lora_r'])}"
-    return method_label(row["method"], row.get("lora_r"))
 
 
 def _effective(g: pd.DataFrame) -> float:
@@ -34,21 +25,28 @@ def methods_comparison(results: pd.DataFrame) -> pd.DataFrame:
     after training (AdaLoRA's final ranks, SoRA's non-zero gates)."""
     ok = reported_scores(results)  # empty, with its columns, when there are no runs
     if not ok["method"].isin(["adalora", "sora"]).any() or ok.groupby("task")["method"].nunique().max() < 2:
-        return _empty(["model", "method"], NO_METHODS)
-    ok = ok.assign(label=ok.apply(_label, axis=1), _m=ok["method"].map({m: i for i, m in enumerate(METHOD_ORDER)}))
+        return _empty(["Model", "Method"], NO_METHODS)
+    ok = ok.assign(label=config_labels(ok), _m=ok["method"].map({m: i for i, m in enumerate(METHOD_ORDER)}))
     tasks = [t for t in TASK_ORDER if t in set(ok["task"])]
     rows = []
     for (model, _, label), g in ok.groupby(["model", "_m", "label"], sort=True):
-        row = {"model": model, "method": label, "trainable": human_count(g["trainable_params"].median()),
-               "adapter after training": human_count(_effective(g))}
+        row = {"Model": model_label(model), "Method": label,
+               "Trainable params": human_count(g["trainable_params"].median()),
+               "Adapter after training": human_count(_effective(g))}
         for t in tasks:
             s = g.loc[g["task"] == t, "score100"]
             row[TASK_LABELS[t]] = f"{s.mean():.1f} ± {s.std(ddof=1):.1f}" if len(s) > 1 else (
                 f"{s.mean():.1f}" if len(s) else "—")
-        row["seeds"] = seed_range(g)
-        row["split"] = ", ".join(sorted(g["split"].dropna().astype(str).unique()))
+        row["Seeds"] = seed_range(g)
+        row["Split"] = ", ".join(sorted(g["split"].dropna().astype(str).unique()))
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out = out.drop(columns=[c for c in ("Model", "Split") if out[c].nunique() == 1])  # said once, in the summary
+    out.attrs["footnote"] = ("Reported score x100, mean ± standard deviation over seeds (the AdaLoRA and SoRA papers' "
+                             "aggregation). Trainable params include the classification head. Adapter after "
+                             "training: all of LoRA, AdaLoRA's final ranks, SoRA's ranks whose gate is not zero. "
+                             "SoRA's r is its maximum rank.")
+    return out
 
 
 def sora_gates(results: pd.DataFrame) -> pd.DataFrame:
@@ -70,11 +68,25 @@ def sora_gates(results: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+GATE_HEADERS = {"model": "Model", "task": "Task", "seed": "Seed", "sora_lambda": "λ",
+                "zero gates at the end": "Zero gates at the end", "adapter at the end": "Adapter at the end",
+                "validation": "Validation part (x100)", "test": "Test part (x100)"}
+
+
+def sora_gates_view(results: pd.DataFrame) -> pd.DataFrame:
+    """sora_gates with readable headers (the model column only when there are several)."""
+    gates = sora_gates(results)
+    if message(gates):
+        return gates
+    gates = gates.assign(model=gates["model"].map(model_label)).rename(columns=GATE_HEADERS)
+    return gates.drop(columns=["Model"]) if gates["Model"].nunique() == 1 else gates
+
+
 def methods_findings(results: pd.DataFrame) -> list[str]:
     """Sentences generated from the runs: each method against LoRA per task, AdaLoRA's budget, SoRA's gates."""
     ok = reported_scores(results)  # empty, with its columns, when there are no runs
     if "lora" not in set(ok["method"]) or not ok["method"].isin(["adalora", "sora"]).any():
-        return [NO_METHODS]
+        return []
     ok = ok[(ok["method"] != "lora") | (ok["lora_r"] == PAPER_RANK)]  # LoRA at the paper's rank, not an ablation
     means = ok.groupby(["model", "method", "task"])["score100"].mean().unstack("task")
     out = []
@@ -114,3 +126,63 @@ def methods_findings(results: pd.DataFrame) -> list[str]:
                    f"{human_count(ada['effective_params'].median())} left after the budget (median over "
                    f"{len(ada)} runs).")
     return out
+
+
+def reference_tables(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The AdaLoRA and SoRA papers' tables with our means beside them, for people; none without AdaLoRA, SoRA or
+    DeBERTa-v3-base runs (the papers' setting)."""
+    from .report import reference_table
+    from .report_tables import reference_view
+    ok = reported_scores(results)
+    if not (ok["method"].isin(["adalora", "sora"]).any() or ok["model"].isin(["deberta-v3-base"]).any()):
+        return []
+    return [("AdaLoRA paper, Table 1 (DeBERTa-v3-base)", reference_view(reference_table("adalora_paper_table1",
+                                                                                       results))),
+            ("SoRA paper, GLUE table (DeBERTa-v3-base)", reference_view(reference_table("sora_paper_table", results)))]
+
+
+def _versus_lora(results: pd.DataFrame) -> dict:
+    """Per model and method: the mean over seeds minus LoRA's (at the paper's rank), per task."""
+    ok = reported_scores(results)
+    ok = ok[(ok["method"] != "lora") | (ok["lora_r"] == PAPER_RANK)]
+    means = ok.groupby(["model", "method", "task"])["score100"].mean().unstack("task")
+    out = {}
+    for model, m in means.groupby(level="model"):
+        m = m.droplevel("model")
+        if "lora" in m.index:
+            for method in m.index.drop("lora"):
+                diff = (m.loc[method] - m.loc["lora"]).dropna()
+                out[(model, method)] = diff.reindex([t for t in TASK_ORDER if t in diff.index])
+    return out
+
+
+def method_claims(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> list[dict]:
+    """The AdaLoRA and SoRA papers' claims against LoRA, each with a verdict, for the summary (none without
+    AdaLoRA or SoRA runs beside LoRA)."""
+    from .report_prose import _cells
+    rows = []
+    for (model, method), diff in _versus_lora(results).items():
+        if method not in ("adalora", "sora") or diff.empty:
+            continue
+        above, below = int((diff > tolerance).sum()), int((diff < -tolerance).sum())
+        text = (f"{model_label(model)}, {METHOD_NAMES[method]} minus LoRA r={PAPER_RANK}, mean over seeds: "
+                f"{_cells(diff, tolerance)}.")
+        if method == "adalora":
+            verdict = ("not reproduced" if below * 2 >= len(diff) else "inconclusive" if above == below == 0
+                       else "reproduced" if below == 0 and above * 2 >= len(diff) else "partly")
+            rows.append({"Claim (paper)": "AdaLoRA beats LoRA at the same parameter budget (AdaLoRA paper, "
+                                          "Table 1)", "Verdict": verdict, "Our runs": text})
+            continue
+        sora = reported_scores(results)
+        sora = sora[(sora["method"] == "sora") & (sora["model"] == model)]
+        zero = int(sora["zero_gates"].sum()) if "zero_gates" in sora else 0
+        total = int(sora["total_gates"].sum()) if "total_gates" in sora else 0
+        if zero == 0:
+            verdict, gates = "inconclusive", f" No gate reached zero ({total} gates, {len(sora)} runs): SoRA kept " \
+                                             "every rank and trained as LoRA, so its sparsity was not tested."
+        else:
+            verdict = "reproduced" if below == 0 else "partly" if below * 2 < len(diff) else "not reproduced"
+            gates = f" {zero} of {total} gates closed over {len(sora)} runs."
+        rows.append({"Claim (paper)": "SoRA matches or beats LoRA with fewer parameters, its L1 gates pruning ranks "
+                                      "(SoRA paper)", "Verdict": verdict, "Our runs": text + gates})
+    return rows

@@ -9,18 +9,24 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
 import platform
+import re
+import socket
 import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
 
-from .config import params_hash
+from .config import NOT_HASHED, RunConfig, params_hash
+from .errors import LoraNbError
 
 MANIFEST, EPOCHS, METRICS, NOTEBOOK = "manifest.json", "epochs.csv", "metrics.json", "notebook.ipynb"
+RESULT_FILES = (METRICS, EPOCHS, "adapter.safetensors", NOTEBOOK)  # a run's outputs, metrics.json first
+TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # atomic_write's temporary files: .<name>.tmp<pid>
 PACKAGES = ("torch", "transformers", "datasets", "loralib", "peft", "papermill", "scikit-learn", "lora-nb-utils")
 
 
@@ -29,8 +35,12 @@ def atomic_write(path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:  # disk full, killed by an exception: no half-written temporary is left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path, obj) -> None:
@@ -73,15 +83,116 @@ def device_description() -> str:
 
 
 def start_run(run_dir, params: dict) -> dict:
-    """Create the run directory and its manifest (status 'running'); a stale metrics.json is removed first."""
+    """Create the run directory, or start it afresh: the previous run's files go first (metrics.json before the
+    others, so an old result never sits beside a new manifest), then the manifest (status 'running', this
+    process's id, so that a killed run can be told from a running one)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / METRICS).unlink(missing_ok=True)
+    for name in RESULT_FILES:
+        (run_dir / name).unlink(missing_ok=True)
     manifest = {"params": params, "params_hash": params_hash(params), "git": git_state(),
                 "versions": package_versions(), "device": device_description(), "status": "running",
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(), "host": socket.gethostname()}
     write_json(run_dir / MANIFEST, manifest)
     return manifest
+
+
+def check_output_dir(path) -> None:
+    """The run directory can be created: neither it nor a folder above it is a file."""
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise LoraNbError(f"output folder {str(path)!r}: {folder} is a file, not a folder. "
+                                  "Fix: choose another output_dir (output_root in a grid).")
+            return
+
+
+def needs_start(run_dir, params: dict, replace: bool = False) -> bool:
+    """Whether a run with `params` must start `run_dir` (afresh) before writing into it; False when the runner
+    prepared it for exactly this run. Refuses (LoraNbError) a directory holding another run's record unless
+    `replace`, and a folder of other files: either way the results table would mislabel a result."""
+    run_dir = Path(run_dir)
+    check_output_dir(run_dir)
+    if not (run_dir / MANIFEST).is_file():
+        if run_dir.is_dir() and any(not TEMPORARY.match(p.name) for p in run_dir.iterdir()):
+            raise LoraNbError(f"output_dir {str(run_dir)!r} holds other files and no {MANIFEST}: a run written there "
+                              "would mix with them. Fix: choose a new or empty output_dir.")
+        return True
+    try:
+        manifest = read_json(run_dir / MANIFEST)
+    except ValueError:
+        manifest = {}
+    if _prepared_by_runner(manifest, params):
+        return False
+    if not replace and manifest.get("params_hash") != params_hash(params):
+        raise LoraNbError(f"output_dir {str(run_dir)!r} holds another run ({_difference(manifest, params)}): writing "
+                          "this run there would show its result under the other's parameters. Fix: choose another "
+                          "output_dir, delete that folder, or replace it with `lora-nb train --force`.")
+    return True
+
+
+def claim(run_dir, params: dict, replace: bool = False) -> None:
+    """Make `run_dir` describe this run before anything else is written into it (see needs_start)."""
+    if needs_start(run_dir, params, replace):
+        start_run(run_dir, params)
+
+
+def _prepared_by_runner(manifest: dict, params: dict) -> bool:
+    return (manifest.get("status") == "running" and "run_name" in manifest and
+            manifest.get("params_hash") == params_hash(params) and process_alive(manifest.get("pid"),
+                                                                                manifest.get("host")))
+
+
+def _difference(manifest: dict, params: dict) -> str:
+    if not manifest:
+        return f"its {MANIFEST} is unreadable"
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    old, new = {**defaults, **manifest.get("params", {})}, {**defaults, **params}
+    keys = [k for k in sorted(set(old) | set(new)) if k not in NOT_HASHED and old.get(k) != new.get(k)]
+    shown = ", ".join(f"{k} {old.get(k)!r} there, {new.get(k)!r} here" for k in keys[:4])
+    return (shown or "other parameters") + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+
+def record_failure(run_dir, exc: BaseException) -> None:
+    """An error after the run directory was claimed: the run is recorded as failed, with the error."""
+    message = str(exc).strip().splitlines()[-1][:2000] if str(exc).strip() else ""
+    if (Path(run_dir) / MANIFEST).is_file() and not is_finished(run_dir):
+        update_manifest(run_dir, status="failed", error={"type": type(exc).__name__, "message": message},
+                        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def process_alive(pid, host: str | None = None) -> bool:
+    """Whether the process that wrote a record still runs (a process on another machine is assumed to)."""
+    if host and host != socket.gethostname():
+        return True
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process nobody has reaped yet is gone too
+        return " Z " not in Path(f"/proc/{pid}/stat").read_text().split(")", 1)[-1][:4]
+    except OSError:
+        return True
+
+
+def interrupted(manifest: dict) -> bool:
+    """A record left 'running' by a process that no longer exists (killed, or the machine went down)."""
+    return manifest.get("status") == "running" and not process_alive(manifest.get("pid"), manifest.get("host"))
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Temporary files of atomic writes (`.<name>.tmp<pid>`) whose writing process is gone."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp*") if Path(folder).is_dir() else []:
+        match = TEMPORARY.match(path.name)
+        if match and path.is_file() and not process_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def update_manifest(run_dir, **fields) -> dict:
@@ -111,8 +222,22 @@ def finish_run(run_dir, metrics: dict) -> None:
 
 
 def is_finished(run_dir, expected_hash: str | None = None) -> bool:
-    """True when metrics.json exists (and, if given, its parameter hash matches)."""
+    """True when metrics.json exists and is readable (and, if given, its parameter hash matches). A truncated
+    metrics.json is no result: the run counts as unfinished, and rerunning it replaces the file."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return False
-    return expected_hash is None or read_json(path).get("params_hash") == expected_hash
+    try:
+        metrics = read_json(path)
+    except ValueError:
+        return False
+    return expected_hash is None or metrics.get("params_hash") == expected_hash
+
+
+def read_record(path) -> dict:
+    """A run's manifest.json or metrics.json; a truncated or corrupt one fails naming the file and the fix."""
+    try:
+        return read_json(path)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise LoraNbError(f"{path}: truncated or not JSON ({e}). Fix: rerun that run (`lora-nb run` reruns it, "
+                          "`lora-nb train --force` replaces it) or delete its directory.") from None

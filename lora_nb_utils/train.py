@@ -34,6 +34,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimizer step: effective batch = batch_size x grad_accum
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 needs CUDA)
     progress: str = "auto"  # auto (bar on a terminal, else one line per epoch) | bar | log | none
+    early_stopping_patience: int = 0  # stop after this many epochs without a better selection score; 0: never
 
 
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -55,6 +56,20 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
 def pick_device(device: str = "auto") -> torch.device:
     return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                         ("cpu" if device == "auto" else device))
+
+
+def check_device(device: str = "auto") -> torch.device:
+    """The device a run will use; one this machine does not have fails naming the fix."""
+    dev = pick_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LoraNbError(f"device {device!r}: this machine has no CUDA GPU that torch can use. "
+                          "Fix: device 'auto' or 'cpu', or run on a machine with a CUDA GPU.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise LoraNbError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s). "
+                          "Fix: device 'cuda' or cuda:N with N below that count.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise LoraNbError(f"device {device!r}: MPS is not available here. Fix: device 'auto' or 'cpu'.")
+    return dev
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -147,8 +162,10 @@ def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config
     `step_hook(step)` runs after each optimizer step; `before_zero_grad(step)` runs after the optimizer step while
     the gradients are still there (AdaLoRA's update_and_allocate reads them). `test_loaders` (split 'sora') are
     evaluated every epoch too, as `test_*` columns; they never pick the best epoch: `test` holds their metrics at the
-    best epoch. Returns rows, best epoch, its metrics and a status: 'ok', 'nan_loss' (training stopped) or
-    'collapsed' (the best epoch predicts one class)."""
+    best epoch. With `early_stopping_patience` p > 0, training stops once p epochs in a row brought no better
+    selection score (the schedule still spans `epochs`, so a stopped run is the first epochs of the full one).
+    Returns rows, best epoch, its metrics, whether it stopped early, wall and process CPU seconds, and a status:
+    'ok', 'nan_loss' (training stopped) or 'collapsed' (the best epoch predicts one class)."""
     if config.grad_accum < 1:
         raise LoraNbError("grad_accum must be >= 1.")
     model.to(device)
@@ -159,8 +176,8 @@ def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     trainable = [p for p in model.parameters() if p.requires_grad]
     primary = task.primary_metric
-    rows, best, best_metrics, best_test, status, step = [], None, {}, {}, "ok", 0
-    start = time.perf_counter()
+    rows, best, best_metrics, best_test, status, step, stopped_early = [], None, {}, {}, "ok", 0, False
+    start, cpu_start = time.perf_counter(), time.process_time()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -212,8 +229,16 @@ def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config
                   f"({train_seconds:.0f}s, {row['samples_per_second']:.1f} samples/s)", flush=True)
         if on_epoch is not None:
             on_epoch(row)
+        if config.early_stopping_patience and epoch - best["epoch"] >= config.early_stopping_patience \
+                and epoch < config.epochs:
+            stopped_early = True
+            if config.progress != "none":
+                print(f"early stop: no better {primary} for {config.early_stopping_patience} epoch(s); "
+                      f"best epoch {best['epoch']}", flush=True)
+            break
     if status == "ok" and best is not None and best["collapsed"]:
         status = "collapsed"
     return {"status": status, "epochs": rows, "best_epoch": best["epoch"] if best else None,
-            "best": best_metrics, "test": best_test,
-            "train_seconds": time.perf_counter() - start, "peak_memory_mb": peak_memory_mb(device)}
+            "best": best_metrics, "test": best_test, "epochs_run": len(rows), "stopped_early": stopped_early,
+            "train_seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,
+            "peak_memory_mb": peak_memory_mb(device)}

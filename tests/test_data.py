@@ -32,13 +32,25 @@ def test_missing_folder_split_and_column_errors(tmp_path, glue_dir):
         load_glue(get_task("sst2"), str(tmp_path))
 
 
-def test_unreachable_hub_fails_fast_with_both_fixes(monkeypatch):
+@pytest.mark.parametrize("offline", ["", "1"], ids=["online", "HF_HUB_OFFLINE=1"])
+def test_unreachable_hub_fails_fast_with_both_fixes(monkeypatch, offline):
+    """The behaviour, whatever the user's HF_HUB_OFFLINE (the README recommends it) and whatever words the Hugging
+    Face libraries use: a LoraNbError within seconds, one line, naming both fixes (a local folder, or network)."""
+    import datasets
+    import huggingface_hub.constants
     monkeypatch.delenv("LORA_NB_GLUE_DIR", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", bool(offline))  # as if set before the import
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", bool(offline))
     t0 = time.perf_counter()
-    with pytest.raises(LoraNbError, match="not reachable.*glue_dir.*LORA_NB_GLUE_DIR"):
+    with pytest.raises(LoraNbError) as err:
         load_glue(get_task("rte"))
     assert time.perf_counter() - t0 < 10
+    message = str(err.value)
+    assert "\n" not in message and "'rte'" in message
+    assert "glue_dir" in message and "LORA_NB_GLUE_DIR" in message  # fix 1: a local Parquet folder
+    assert "hub is reachable" in message  # fix 2: network
 
 
 def test_subsample_is_fixed_across_calls(glue_dir):

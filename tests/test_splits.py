@@ -50,3 +50,26 @@ def test_mnli_splits_matched_and_mismatched(glue_dir):
     assert tests == ["test_matched", "test_mismatched"]
     assert (len(out["validation_matched"]), len(out["test_matched"])) == (4907, 4908)
     assert (len(out["validation_mismatched"]), len(out["test_mismatched"])) == (4916, 4916)
+
+
+def test_holdout_carves_10_percent_of_train_and_reports_on_the_glue_validation_set(glue_dir):
+    for name, n_train, n_holdout, n_test in (("rte", 2490, 249, 277), ("sst2", 67349, 1000, 872)):
+        task = get_task(name)
+        out, selection, tests = apply_split(load_glue(task, glue_dir), task, "holdout")
+        assert (selection, tests) == (["validation"], ["test"])
+        assert (len(out["train"]), len(out["validation"]), len(out["test"])) == \
+            (n_train - n_holdout, n_holdout, n_test)
+        assert set(_ids(out["train"])).isdisjoint(_ids(out["validation"]))  # held-out rows never train
+        assert _ids(out["validation"]) == sora_permutation(n_train)[:n_holdout]
+        assert _ids(out["test"]) == list(range(n_test))  # the reported set is the whole GLUE validation set
+        again, _, _ = apply_split(load_glue(task, glue_dir), task, "holdout")
+        assert _ids(again["validation"]) == _ids(out["validation"])
+
+
+def test_holdout_on_mnli_selects_once_and_reports_both_validation_sets(glue_dir):
+    task = get_task("mnli")
+    raw = load_glue(task, glue_dir, splits=list(task.eval_splits))
+    raw["train"] = raw["validation_matched"].select(range(100))  # the mirror has no MNLI training set
+    out, selection, tests = apply_split(raw, task, "holdout")
+    assert selection == ["validation_matched"] and tests == ["test_matched", "test_mismatched"]
+    assert (len(out["train"]), len(out["validation_matched"]), len(out["test_mismatched"])) == (90, 10, 9832)

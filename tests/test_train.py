@@ -93,3 +93,19 @@ def test_same_seed_gives_identical_metrics_on_real_minilm(glue_dir, tmp_path):
     manifest = read_json(tmp_path / "a" / "manifest.json")
     assert manifest["params"]["seed"] == 3 and manifest["status"] == m1["status"] and manifest["params_hash"]
     assert (tmp_path / "a" / "adapter.safetensors").is_file()
+
+
+@pytest.mark.parametrize("patience,epochs_run", [(1, 2), (2, 3), (0, 4)])
+def test_early_stopping_stops_after_patience_epochs_without_a_better_score(glue_dir, roberta_tokenizer, patience,
+                                                                            epochs_run):
+    task, loader, evals = _loaders("rte", glue_dir, roberta_tokenizer, n_train=16, n_eval=16)
+    torch.manual_seed(0)
+    model = tiny_model("roberta-base", "rte")
+    inject_lora(model, r=2, alpha=4)
+    mark_trainable(model, "lora")
+    config = TrainConfig(epochs=4, learning_rate=1e-9, progress="none", early_stopping_patience=patience)
+    result = train(model, loader, evals, task, config, CPU)  # lr ~ 0: no epoch beats the first
+    assert result["best_epoch"] == 1
+    assert result["epochs_run"] == len(result["epochs"]) == epochs_run
+    assert result["stopped_early"] == (patience > 0)
+    assert result["cpu_seconds"] > 0
