@@ -277,16 +277,21 @@ def _repo_root(path: Path) -> Path:
 
 
 def _check_unique(plan: Plan) -> None:
-    seen = {}
+    seen, repeats = {}, []
     for run in plan.runs:
         if run.run_dir in seen and seen[run.run_dir].hash != run.hash:
             raise LoraNbError(f"{run.source}: two runs share the folder {run.run_dir} with different parameters; "
                               "put the differing parameter in the matrix so it is part of the run name.")
         if run.run_dir in seen:
-            warnings.warn(f"{run.source}: run {run.name} is declared again with identical parameters (first in "
-                          f"{seen[run.run_dir].source}); it runs once. Remove one of the declarations.",
-                          LoraNbWarning, stacklevel=3)
+            repeats.append(f"{run.name} ({run.source.rsplit(' (', 1)[-1][:-1]}, first in "
+                           f"{seen[run.run_dir].source.rsplit(' (', 1)[-1][:-1]})")
         seen.setdefault(run.run_dir, run)
+    if repeats:  # one line per grid
+        more = f" and {len(repeats) - 3} more" if len(repeats) > 3 else ""
+        warnings.warn(f"{plan.grid_file}: {len(repeats)} run(s) declared again with identical parameters, each run "
+                      f"once: {'; '.join(repeats[:3])}{more}. Intended when blocks overlap (an ablation that "
+                      "includes the main setting); otherwise remove the repeated declaration.",
+                      LoraNbWarning, stacklevel=3)
     unique = {}
     for run in plan.runs:
         unique.setdefault(run.run_dir, run)

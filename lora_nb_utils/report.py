@@ -64,14 +64,26 @@ def sora_sweep(results: pd.DataFrame) -> pd.Series:
     if "sora_lambda" not in results:
         return pd.Series(False, index=results.index)
     sora = results["method"] == "sora"
+    if "selection" in results:  # a grid that sweeps lambda chooses it per group (not_chosen)
+        sora &= results["selection"].isna()
     modal = results[sora].dropna(subset=["sora_lambda"]).groupby("model")["sora_lambda"].agg(lambda s: s.mode().iloc[0])
     return sora & results["sora_lambda"].notna() & (results["sora_lambda"] != results["model"].map(modal))
 
 
+def not_chosen(results: pd.DataFrame) -> pd.Series:
+    """True for the runs of a learning-rate (or other) sweep at a value that was not chosen, or not chosen yet
+    (column `selection`, from selection.json): evidence for the choice, never a reported score."""
+    if "selection" not in results:
+        return pd.Series(False, index=results.index)
+    return results["selection"].isin(["not chosen", "sweep"])
+
+
 def table2_runs(results: pd.DataFrame) -> pd.DataFrame:
-    """The runs that the comparisons use: every run except LoRA on other target sets (Section 7's Table 5) and the
-    runs of a SoRA lambda sweep."""
-    return results[~(_other_targets(results) | sora_sweep(results))] if _has_runs(results) else results
+    """The runs that the comparisons use: every run except LoRA on other target sets (Section 7's Table 5), the
+    runs of a SoRA lambda sweep and the swept values a grid did not choose."""
+    if not _has_runs(results):
+        return results
+    return results[~(_other_targets(results) | sora_sweep(results) | not_chosen(results))]
 
 
 def _usable(results: pd.DataFrame) -> pd.DataFrame:
@@ -104,9 +116,9 @@ def main_runs(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_range(runs: pd.DataFrame) -> str:
-    """Seeds per task of these runs: '3', or '2-3' when tasks differ."""
+    """Seeds per task of these runs: '3', or '2–3' when tasks differ."""
     n = runs.groupby("task")["seed"].nunique()
-    return f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
+    return f"{n.min()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
 
 
 def task_order(tasks) -> list:
@@ -153,7 +165,9 @@ def matrices(targets) -> str:
 
 def signed(x) -> str:
     """A difference in points with its sign and a real minus: +0.7, −2.7 ('—' for none)."""
-    return "—" if x is None or pd.isna(x) else f"{x:+.1f}".replace("-", "−")
+    if x is None or pd.isna(x):
+        return "—"
+    return "0.0" if round(x, 1) == 0 else f"{x:+.1f}".replace("-", "−")
 
 
 def model_label(model) -> str:
@@ -386,7 +400,7 @@ def training_curves(results: pd.DataFrame, ranks=(PAPER_RANK,)) -> pd.DataFrame:
     cols = ["run", "model", "task", "method", "config", "seed", "epoch", "step", "minutes", "train_loss", "metric",
             "part", "value", "last"]
     ok = reported_scores(results)
-    if ok.empty:
+    if ok.empty or "run_dir" not in ok:
         return _empty(cols)
     ok = ok.assign(config=config_labels(ok))
     frames = []
@@ -409,16 +423,16 @@ def training_curves(results: pd.DataFrame, ranks=(PAPER_RANK,)) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else _empty(cols, "No epochs.csv files found.")
 
 
-def still_improving(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per run of training_curves: whether the reported score was still rising at the last recorded epoch (its last
-    epoch scored at least as well as every earlier one)."""
-    if message(curves):
-        return _empty(["run", "model", "task", "config", "rising"], message(curves))
-    last = curves[curves["last"]].set_index("run")["value"]
-    best_before = curves[~curves["last"]].groupby("run")["value"].max()
-    rising = (last >= best_before.reindex(last.index).fillna(-np.inf))
-    keys = curves.drop_duplicates("run").set_index("run")[["model", "task", "config"]]
-    return keys.assign(rising=rising.reindex(keys.index)).reset_index()
+def still_improving(results: pd.DataFrame) -> pd.DataFrame:
+    """Per finished run (reported_scores): `rising`, whether its best epoch was its last one (the score was still
+    rising when training stopped; a run stopped early was not)."""
+    ok = reported_scores(results)
+    if ok.empty or not {"best_epoch", "epochs"} <= set(ok.columns):
+        return _empty(["model", "task", "method", "config", "rising"], "No best epochs recorded.")
+    ok = ok.dropna(subset=["best_epoch", "epochs"])
+    last = ok["epochs_run"].fillna(ok["epochs"]) if "epochs_run" in ok else ok["epochs"]
+    return ok.assign(config=config_labels(ok), rising=ok["best_epoch"].astype(int) >= last.astype(int))[
+        ["model", "task", "method", "lora_r", "config", "rising"]]
 
 
 def cost_table(results: pd.DataFrame) -> pd.DataFrame:

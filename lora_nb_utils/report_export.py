@@ -21,10 +21,11 @@ PRINT_CSS = """<style>
 .jp-Notebook { padding: 0 !important; }
 .jp-Cell { padding: 0 !important; }
 .jp-OutputPrompt, .jp-InputPrompt, .anchor-link { display: none !important; }
-.jp-OutputArea, .jp-OutputArea-child, .jp-Cell-outputWrapper, .jp-Cell-inputWrapper { display: block !important;
-  overflow: visible !important; break-inside: auto !important; }
+.jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-output, .jp-Cell-outputWrapper, .jp-Cell-inputWrapper,
+.jp-InputArea, .jp-RenderedMarkdown { display: block !important; overflow: visible !important;
+  break-inside: auto !important; }
 .jp-OutputArea-output, .jp-RenderedHTMLCommon, .jp-RenderedHTML { overflow: visible !important;
-  padding-right: 0 !important; width: auto !important; }
+  padding-left: 0 !important; padding-right: 0 !important; width: auto !important; }
 .jp-RenderedHTMLCommon p { margin: 0 0 0.5em !important; }
 .jp-RenderedHTMLCommon ul { margin: 0.2em 0 0.6em !important; }
 h1 { font-size: 1.75em !important; margin: 0 0 0.4em !important; }

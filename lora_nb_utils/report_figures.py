@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .report import (TASK_LABELS, aggregate, config_key, cost_table, main_runs, message, model_label,
-                     rank_ablation, task_order, training_curves)
+from .report import (TASK_LABELS, aggregate, config_key, config_labels, cost_table, main_runs, message,
+                     model_label, rank_ablation, task_order, training_curves)
 
 WIDTH = 7.2  # inches: the printed page's text width
 FIXED_COLORS = {"FT": "#3a3a3a", "LoRA r=8": "#1f77b4", "AdaLoRA": "#ff7f0e", "SoRA": "#2ca02c"}
@@ -33,13 +33,18 @@ def _style():
     return plt.rc_context(STYLE)
 
 
-def _grid(n: int, cols: int, height: float, sharey=False):
+def _task_blocks(n_tasks: int, per_task: int, height: float, max_cols: int = 5, top: float = 0.3):
+    """Tasks in columns (at most max_cols to a row of tasks), `per_task` panels under each, `top` inches for a
+    legend: the figure and axes[k][j] (task k, panel j), with the unused slots of the last row of tasks hidden."""
     import matplotlib.pyplot as plt
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, height * rows), squeeze=False, sharey=sharey)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, axes.flat
+    cols = min(n_tasks, max_cols)
+    rows = -(-n_tasks // cols) * per_task
+    fig, grid = plt.subplots(rows, cols, figsize=(WIDTH, height * rows + top), squeeze=False)
+    axes = [[grid[(k // cols) * per_task + j, k % cols] for j in range(per_task)] for k in range(n_tasks)]
+    used = {id(ax) for panels in axes for ax in panels}
+    for ax in grid.flat:
+        ax.set_visible(id(ax) in used)
+    return fig, axes
 
 
 def _task_title(ax, task: str, metric: str | None = None) -> None:
@@ -65,15 +70,14 @@ def plot_scores(results: pd.DataFrame):
     ok = main_runs(results)
     if ok.empty:
         return None
-    from .report import config_labels
     ok = ok.assign(config=config_labels(ok))
     pal = palette(ok["config"])
     order = list(pal)
     tasks = task_order(ok["task"])
     models = sorted(ok["model"].unique())
     with _style():
-        fig, axes = _grid(len(tasks) * len(models), min(len(tasks), 5), 1.9)
-        for ax, (model, task) in zip(axes, [(m, t) for m in models for t in tasks]):
+        fig, axes = _task_blocks(len(tasks) * len(models), 1, 1.9, top=0)
+        for (ax,), (model, task) in zip(axes, [(m, t) for m in models for t in tasks]):
             d = ok[(ok["model"] == model) & (ok["task"] == task)]
             sns.stripplot(data=d, x="config", y="score100", hue="config", order=order, hue_order=order, palette=pal,
                           size=4.5, jitter=0.12, legend=False, ax=ax, alpha=0.85)
@@ -101,11 +105,12 @@ def plot_rank_ablation(results: pd.DataFrame):
     keys = list(ra.groupby(["model", "task"], sort=False).groups)
     agg = aggregate(results)
     with _style():
-        fig, axes = _grid(len(keys), min(len(keys), 3), 2.3)
-        for ax, (model, task) in zip(axes, keys):
+        fig, axes = _task_blocks(len(keys), 1, 2.3, max_cols=3)
+        for (ax,), (model, task) in zip(axes, keys):
             g = ra[(ra["model"] == model) & (ra["task"] == task)]
             ax.errorbar(g["lora_r"], g["median"], yerr=[g["median"] - g["min"], g["max"] - g["median"]], marker="o",
-                        markersize=4, capsize=3, color=FIXED_COLORS["LoRA r=8"], label="LoRA: median, worst to best seed")
+                        markersize=4, capsize=3, color=FIXED_COLORS["LoRA r=8"],
+                        label="LoRA: median, worst to best seed")
             ft = agg[(agg["model"] == model) & (agg["task"] == task) & (agg["method"] == "ft") & (agg["n"] > 0)]
             if len(ft):
                 ax.axhline(ft["median"].iloc[0], color=FIXED_COLORS["FT"], linestyle="--", linewidth=1,
@@ -115,7 +120,7 @@ def plot_rank_ablation(results: pd.DataFrame):
             ax.minorticks_off()
             _task_title(ax, task)
             ax.set(xlabel="LoRA rank r", ylabel="score x100")
-        handles, labels = axes[0].get_legend_handles_labels()
+        handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     return fig
@@ -134,28 +139,24 @@ def plot_convergence(results: pd.DataFrame):
     keys = [(m, t) for m in sorted(curves["model"].unique()) for t in task_order(curves["task"])]
     xs = [(x, label) for x, label in (("step", "optimizer steps"), ("minutes", "training minutes"))
           if curves[x].notna().any()]
-    cols = min(len(keys), 5)
+    if not xs:
+        return None
     with _style():
         import matplotlib.pyplot as plt
-        rows = -(-len(keys) // cols) * len(xs)
-        fig, axes = plt.subplots(rows, cols, figsize=(WIDTH, 1.75 * rows), squeeze=False)
+        fig, axes = _task_blocks(len(keys), len(xs), 1.7)
         for k, (model, task) in enumerate(keys):
             d = curves[(curves["model"] == model) & (curves["task"] == task)]
             for j, (x, label) in enumerate(xs):
-                ax = axes[(k // cols) * len(xs) + j, k % cols]
+                ax = axes[k][j]
                 sns.lineplot(data=d, x=x, y="value", hue="config", hue_order=list(pal), palette=pal, units="run",
                              estimator=None, marker="o", markersize=3.5, linewidth=1, legend=False, ax=ax)
                 last = d[d["last"]]
                 ax.scatter(last[x], last["value"], s=22, facecolors="white",
                            edgecolors=[pal[c] for c in last["config"]], zorder=3, linewidths=1)
-                ax.set(xlabel=label, ylabel="score x100" if k % cols == 0 else "")
+                ax.set(xlabel=label, ylabel="score x100" if k % 5 == 0 else "")
                 if j == 0:
                     _task_title(ax, task, METRIC_SHORT.get(d["metric"].iloc[0]))
                 ax.xaxis.set_major_locator(plt.MaxNLocator(3, integer=True))
-        for r in range(rows):  # hide the unused slots of the last block
-            for c in range(cols):
-                if (r // len(xs)) * cols + c >= len(keys):
-                    axes[r, c].set_visible(False)
         _legend_and_layout(fig, pal)
     return fig
 
@@ -182,15 +183,12 @@ def plot_cost_vs_score(results: pd.DataFrame):
         ["trainable_params", "peak_memory_mb", "train_minutes", "score100"]].median()
     pal = palette(med["config"])
     keys = [(m, t) for m in sorted(med["model"].unique()) for t in task_order(med["task"])]
-    cols = min(len(keys), 5)
-    blocks = -(-len(keys) // cols)
     with _style():
-        fig, axes = plt.subplots(blocks * len(COSTS), cols, figsize=(WIDTH, 1.55 * blocks * len(COSTS) + 0.3),
-                                 squeeze=False)
+        fig, axes = _task_blocks(len(keys), len(COSTS), 1.55)
         for k, (model, task) in enumerate(keys):
             d = med[(med["model"] == model) & (med["task"] == task)]
             for j, (x, label, log) in enumerate(COSTS):
-                ax = axes[(k // cols) * len(COSTS) + j, k % cols]
+                ax = axes[k][j]
                 front = _pareto(d, x)
                 ax.plot(front[x], front["score100"], color="#b0b0b0", linewidth=3, alpha=0.6, zorder=1)
                 sns.scatterplot(data=d, x=x, y="score100", hue="config", hue_order=list(pal), palette=pal, s=30,
@@ -198,14 +196,10 @@ def plot_cost_vs_score(results: pd.DataFrame):
                 if log:
                     ax.set_xscale("log")
                 ax.xaxis.set_major_locator(plt.MaxNLocator(3) if not log else ax.xaxis.get_major_locator())
-                ax.set(xlabel=label, ylabel="score x100" if k % cols == 0 else "")
+                ax.set(xlabel=label, ylabel="score x100" if k % 5 == 0 else "")
                 if j == 0:
                     _task_title(ax, task)
                 ax.margins(x=0.15, y=0.2)
-        for r in range(blocks * len(COSTS)):
-            for c in range(cols):
-                if (r // len(COSTS)) * cols + c >= len(keys):
-                    axes[r, c].set_visible(False)
         _legend_and_layout(fig, pal, line=False)
     return fig
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from .report import (EXCLUDED, FT_TOLERANCE, METHOD_NAMES, METHOD_ORDER, PAPER_RANK, TASK_LABELS, TASK_ORDER,
                      _empty, _has_runs, config_labels, human_count, message, model_label, reported_scores,
-                     seed_range, sora_sweep)
+                     seed_range, signed, sora_sweep)
 
 NO_METHODS = "No finished AdaLoRA or SoRA runs beside other methods on the same task yet."
 
@@ -88,33 +88,24 @@ def methods_findings(results: pd.DataFrame) -> list[str]:
     if "lora" not in set(ok["method"]) or not ok["method"].isin(["adalora", "sora"]).any():
         return []
     ok = ok[(ok["method"] != "lora") | (ok["lora_r"] == PAPER_RANK)]  # LoRA at the paper's rank, not an ablation
-    means = ok.groupby(["model", "method", "task"])["score100"].mean().unstack("task")
     out = []
-    for model, m in means.groupby(level="model"):
-        m = m.droplevel("model")
-        if "lora" not in m.index:
-            continue
-        for method in [x for x in METHOD_ORDER if x in m.index and x != "lora"]:
-            diff = (m.loc[method] - m.loc["lora"]).dropna()
-            if diff.empty:
-                continue
-            cells = ", ".join(f"{TASK_LABELS[t]} {d:+.1f}" for t, d in diff.reindex(
-                [t for t in TASK_ORDER if t in diff.index]).items())
-            out.append(f"{model}, {METHOD_NAMES[method]} minus LoRA (mean over seeds, x100): {cells}; "
-                       f"average {diff.mean():+.1f} over {len(diff)} task(s).")
+    for (model, method), diff in _versus_lora(results).items():
+        cells = ", ".join(f"{TASK_LABELS.get(t, t)} {signed(d)}" for t, d in diff.items())
+        out.append(f"{model_label(model)}, {METHOD_NAMES.get(method, method)} minus LoRA r={PAPER_RANK} (mean over "
+                   f"seeds, x100): {cells}; average {signed(diff.mean())} over {len(diff)} task(s).")
     sora = ok[ok["method"] == "sora"]
     if len(sora) and "zero_gates" in sora:
         zero, total = int(sora["zero_gates"].sum()), int(sora["total_gates"].sum())
-        out.append(f"SoRA (lambda {', '.join(f'{x:g}' for x in sorted(sora['sora_lambda'].unique()))}): "
+        out.append(f"SoRA (λ {', '.join(f'{x:g}' for x in sorted(sora['sora_lambda'].unique()))}): "
                    f"{zero} of {total} gates at exactly zero over {len(sora)} runs"
                    + (", so every SoRA run kept all ranks and trained as LoRA with a gate per rank." if zero == 0
                       else "."))
     swept = sora_gates(results)
     for (model, task, seed), g in swept.groupby(["model", "task", "seed"]) if not message(swept) else []:
         if len(g) > 1:
-            steps = "; ".join(f"lambda {r['sora_lambda']}: {r['zero gates at the end']} zero, test {r['test']:.1f}"
+            steps = "; ".join(f"λ {r['sora_lambda']}: {r['zero gates at the end']} zero, test {r['test']:.1f}"
                               for _, r in g.iterrows())
-            out.append(f"SoRA lambda sweep, {model} {task} seed {seed}: {steps}.")
+            out.append(f"SoRA λ sweep, {model_label(model)} {task} seed {seed}: {steps}.")
     bad = results[results["status"].isin(EXCLUDED) & ~sora_sweep(results)]
     if len(bad):
         out.append("Left out of the means: " + ", ".join(
@@ -150,7 +141,7 @@ def _versus_lora(results: pd.DataFrame) -> dict:
     for model, m in means.groupby(level="model"):
         m = m.droplevel("model")
         if "lora" in m.index:
-            for method in m.index.drop("lora"):
+            for method in sorted(m.index.drop("lora"), key=lambda x: (METHOD_ORDER + (x,)).index(x)):
                 diff = (m.loc[method] - m.loc["lora"]).dropna()
                 out[(model, method)] = diff.reindex([t for t in TASK_ORDER if t in diff.index])
     return out

@@ -9,10 +9,10 @@ import pandas as pd
 
 from . import rundir
 from .reference import load_reference
-from .report import (EXCLUDED, FT_TOLERANCE, METHOD_NAMES, METHOD_ORDER, NO_RESULTS, PAPER_RANK, REFERENCE_MODEL, TASK_LABELS, _has_runs,
-                     _other_targets, _paper_rows, _usable, aggregate, config_key, config_labels, cost_table,
-                     human_count, lora_vs_ft, main_runs, matrices, message, model_label, signed, rank_ablation, sora_sweep,
-                     still_improving, table2_runs, task_order, training_curves)
+from .report import (EXCLUDED, FT_TOLERANCE, METHOD_NAMES, METHOD_ORDER, NO_RESULTS, PAPER_RANK, REFERENCE_MODEL,
+                     TASK_LABELS, _has_runs, _other_targets, _paper_rows, _usable, aggregate, config_key,
+                     config_labels, cost_table, human_count, lora_vs_ft, matrices, message, model_label, rank_ablation,
+                     signed, sora_sweep, still_improving, table2_runs, task_order)
 from .tasks import MNLI_INIT_TASKS
 
 SPLIT_TEXT = {
@@ -244,7 +244,7 @@ def _cost_claims(results: pd.DataFrame) -> list[dict]:
     cost = cost_table(results)
     if message(cost):
         return []
-    main = cost[cost["method"].isin(["ft", "lora"]) & ((cost["method"] == "ft") | (cost["config"] == f"LoRA r={PAPER_RANK}"))]
+    main = cost[(cost["method"] == "ft") | (cost["config"] == f"LoRA r={PAPER_RANK}")]
     med = main.groupby(["model", "task", "method"])[["peak_memory_mb", "train_minutes"]].median().unstack("method")
     if med.empty or "ft" not in med.columns.get_level_values(1) or "lora" not in med.columns.get_level_values(1):
         return []
@@ -287,20 +287,16 @@ def _no_claims(text: str) -> pd.DataFrame:
     return frame
 
 
-def claims_summary(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> list[str]:
-    """The claims as sentences ('verdict: claim. evidence')."""
-    table = claims(results, tolerance=tolerance)
-    if message(table):
-        return [message(table)]
-    return [f"{r['Claim (paper)']}: **{r['Verdict']}**. {r['Our runs']}" for _, r in table.iterrows()]
-
-
 # ---------------------------------------------------------------- convergence
 
 def convergence_summary(results: pd.DataFrame) -> str | None:
-    """One sentence per model: how many runs of each configuration were still improving at their last epoch."""
-    rising = still_improving(training_curves(results))
+    """One sentence: per model and configuration compared (FT, LoRA at the paper's rank, AdaLoRA, SoRA), how many
+    runs were still improving when training stopped (their best epoch was their last)."""
+    rising = still_improving(results)
     if message(rising):
+        return None
+    rising = rising[(rising["method"] != "lora") | (rising["lora_r"] == PAPER_RANK)]
+    if rising.empty:
         return None
     parts = []
     for model, g in rising.groupby("model"):
@@ -308,33 +304,17 @@ def convergence_summary(results: pd.DataFrame) -> str | None:
         counts = counts.loc[sorted(counts.index, key=config_key)]
         parts.append(f"{model_label(model)}: " + ", ".join(f"{c} {int(r['sum'])} of {int(r['size'])}"
                                                              for c, r in counts.iterrows()))
-    return ("Runs whose reported score was still rising at their last epoch (the last epoch scored best): "
-            + "; ".join(parts) + ". A method that is still rising would gain from a longer budget.")
-
-
-def _convergence(ok: pd.DataFrame, model: str) -> list[str]:
-    """Per method: how many runs scored best at their last epoch (still improving when training stopped)."""
-    if ok.empty or not {"best_epoch", "epochs"} <= set(ok.columns):
-        return []
-    ok = ok.dropna(subset=["best_epoch", "epochs"])
-    last_epoch = ok["epochs_run"].fillna(ok["epochs"]) if "epochs_run" in ok else ok["epochs"]
-    parts = []
-    for method, g in ok.assign(_last=last_epoch).groupby("method"):
-        last = int((g["best_epoch"].astype(int) >= g["_last"].astype(int)).sum())
-        parts.append(f"{METHOD_NAMES.get(method, method)} {last} of {len(g)}")
-    if not parts:
-        return []
-    return [f"Convergence, {model_label(model)}: runs whose best epoch was their last one (the score was still rising when "
-            f"training stopped): {', '.join(parts)}. With a short budget this favours the method that learns "
-            "faster per step."]
+    return ("Runs whose best epoch was their last one (the score was still rising when training stopped): "
+            + "; ".join(parts) + ".")
 
 
 # ---------------------------------------------------------------- why our numbers differ
 
 def why_numbers_differ(results: pd.DataFrame) -> list[str]:
-    """Sentences, generated from the runs' settings, on why our numbers differ from the paper's."""
+    """Sentences, generated from the runs' settings, on why our numbers differ from the paper's (none without runs:
+    the summary says so once)."""
     if not _has_runs(results):
-        return [NO_RESULTS]
+        return []
     hp = load_reference("lora_paper_hparams")
     paper_models = set(_paper_rows()["model"])
     out = []
@@ -391,12 +371,16 @@ def why_numbers_differ(results: pd.DataFrame) -> list[str]:
                 fewer = " We train for fewer epochs, so runs may stop before they converge." \
                     if ours_col == "epochs" and (m["epochs"].max() < p["epochs"].min()) else ""
                 out.append(f"{label}{extra}, {who}, ours vs the paper's: {'; '.join(diffs)}.{fewer}")
-        out.extend(_convergence(_usable(mine), model))
         sub = mine[pd.to_numeric(mine["max_train_samples"], errors="coerce").fillna(0) > 0]
         if len(sub):
-            out.append(f"Subsampling, {name}: training sets capped at {_values(sub['max_train_samples'].astype(int))} rows "
+            caps = _values(sub["max_train_samples"].astype(int))
+            out.append(f"Subsampling, {name}: training sets capped at {caps} rows "
                        f"({', '.join(sorted({TASK_LABELS.get(t, t) for t in sub['task']}))}); the paper trains on the "
                        "full training sets (e.g. SST-2 67,349 rows, MNLI 392,702).")
+    rising = convergence_summary(results)
+    if rising:
+        out.append(f"Convergence: {rising} With a short budget this favours the method that learns faster per "
+                   "step.")
     other = _other_targets(results)
     if other.any():
         sets = ", ".join(f"{{{matrices(t)}}}" for t in sorted(results.loc[other, "lora_targets"].unique()))

@@ -8,7 +8,7 @@ import html
 import pandas as pd
 
 from .report import (FT_TOLERANCE, PAPER_RANK, TASK_LABELS, TASK_ORDER, compare_to_paper, config_key, human_count,
-                     message, method_label, model_label, signed, table2_layout)
+                     message, model_label, signed, table2_layout)
 
 KEEP_ROWS = 30  # tables up to this many rows are kept on one page
 VERDICT_COLORS = {"reproduced": "#d9f2d9", "match": "#d9f2d9", "partly": "#fff0c2", "inconclusive": "#e8e8e8",
@@ -99,9 +99,9 @@ def table2_view(agg: pd.DataFrame, ranks=(PAPER_RANK,)) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     n_ours = t2.xs("ours", level="source")[tasks].notna().sum(axis=1)
     tasks_ours = f"{n_ours.max()}" if n_ours.min() == n_ours.max() else f"{n_ours.min()} to {n_ours.max()}"
-    out.attrs["footnote"] = (f"Median over seeds of each run's reported score, x100 (MNLI: matched accuracy; CoLA: "
-                             f"Matthews correlation; STS-B: Pearson correlation; the rest: accuracy); — no run. "
-                             f"Avg.: mean over the tasks in the row (ours: {tasks_ours}; the paper's: all 8). Trainable "
+    out.attrs["footnote"] = ("Median over seeds of each run's reported score, x100 (MNLI: matched accuracy; CoLA: "
+                             "Matthews correlation; STS-B: Pearson correlation; the rest: accuracy); — no run. Avg.: "
+                             f"mean over the tasks in the row (ours: {tasks_ours}; the paper's: all 8). Trainable "
                              "params of adapters count the adapter matrices only, as the paper does; the "
                              "classification head trains too. The paper's ± is its spread over 5 seeds.")
     return out
@@ -164,7 +164,10 @@ def configurations_view(agg: pd.DataFrame, ft_tolerance: float = FT_TOLERANCE) -
     return out
 
 
-REFERENCE_HEADERS = {"mnli_m": "MNLI-m", "mnli": "MNLI", "sst2": "SST-2", "cola": "CoLA", "qqp_acc": "QQP acc.",
+REFERENCE_METHODS = {"full_ft": "FT", "lora_r8": "LoRA r=8", "lora_r2": "LoRA r=2", "adalora": "AdaLoRA",
+                     "sora": "SoRA", "adapter": "Adapter", "bitfit": "BitFit"}
+REFERENCE_HEADERS = {"mnli_m": "MNLI-m", "mnli_mm": "MNLI-mm", "avg": "Avg.", "mnli": "MNLI", "sst2": "SST-2",
+                     "cola": "CoLA", "qqp_acc": "QQP acc.",
                      "qqp_f1": "QQP F1", "qnli": "QNLI", "rte": "RTE", "mrpc": "MRPC", "stsb": "STS-B",
                      "mrpc_acc": "MRPC acc.", "mrpc_f1": "MRPC F1", "source": "Source"}
 
@@ -172,7 +175,8 @@ REFERENCE_HEADERS = {"mnli_m": "MNLI-m", "mnli": "MNLI", "sst2": "SST-2", "cola"
 def reference_view(table: pd.DataFrame) -> pd.DataFrame:
     """An AdaLoRA / SoRA reference table (report.reference_table) with readable headers and one decimal."""
     out = table.reset_index().rename(columns={"model": "Model", "method": "Method", "params": "Params"})
-    out["Method"] = out["Method"].map(lambda m: method_label(m) if m in ("ft", "lora", "adalora", "sora") else m)
+    out["Method"] = out["Method"].map(lambda m: REFERENCE_METHODS.get(m, m))
+    out["Model"] = out["Model"].map(model_label)
     out = out.rename(columns=lambda c: REFERENCE_HEADERS.get(c, c))
     for c in out.columns:
         if pd.api.types.is_float_dtype(out[c]):

@@ -7,6 +7,7 @@ import pandas as pd
 
 from . import rundir
 from .errors import LoraNbError
+from .selection import selection_roles
 
 PARAM_COLUMNS = ("model", "task", "method", "lora_r", "lora_alpha", "lora_targets", "seed", "learning_rate",
                  "batch_size", "grad_accum", "epochs", "max_seq_len", "max_train_samples", "weight_decay",
@@ -79,7 +80,11 @@ def collect_results(root, strict: bool = False) -> pd.DataFrame:
     """All run directories below `root` (any depth) as a table, one row per run (strict: see run_row)."""
     root = Path(root)
     rows = [run_row(p.parent, strict) for p in sorted(root.rglob(rundir.MANIFEST))] if root.is_dir() else []
-    return pd.DataFrame([r for r in rows if r is not None])
+    table = pd.DataFrame([r for r in rows if r is not None])
+    roles = selection_roles(root)
+    if roles and len(table):  # sweep grids: which runs carry the chosen value
+        table["selection"] = [roles.get(Path(p).relative_to(root).as_posix()) for p in table["run_dir"]]
+    return table
 
 
 def write_results_table(root) -> Path:
@@ -118,7 +123,7 @@ def _method_label(row) -> str:
     elif method in ("lora", "sora") and pd.notna(row.get("lora_r")):
         label = f"{method} r={int(row['lora_r'])}"
     else:
-        return str(method)
+        return "-" if pd.isna(method) else str(method)
     targets = row.get("lora_targets")
     return label if not isinstance(targets, str) or targets == "query,value" else f"{label} ({targets})"
 
@@ -143,22 +148,28 @@ def _lr(value: float) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column as numbers; NaN where it is missing or not a number."""
+    if column not in frame:
+        return pd.Series(float("nan"), index=frame.index)
+    return pd.to_numeric(frame[column], errors="coerce")
+
+
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
-    """A grid's outcome in a few rows: per task and method (and model, when there are several), the runs finished,
-    the trainable parameters, the reported score x100 (each run's best epoch; the test part for the 'sora' /
-    'holdout' splits; the median over seeds) and the training time per run (median)."""
+    """A grid's outcome in a few rows: per task, method and learning rate (and model, when there are several), the
+    trainable parameters, the metric, the reported score x100 (each run's best epoch; the test part for the 'sora' /
+    'holdout' splits; the median over seeds), the runs that finished ok, and the training time per run (median)."""
     columns = ["task", "method", "lr", "trainable", "metric", "score", "runs", "train time"]
     if table.empty or "task" not in table:
         return pd.DataFrame(columns=columns)
     t = table.copy()
+    t["model"] = t["model"] if "model" in t else ""
+    t["status"] = t["status"] if "status" in t else None
     records = t.to_dict("records")
     t["method_label"] = [_method_label(r) for r in records]
     t["_order"] = [_method_order(r) for r in records]
-    t["lr"] = pd.to_numeric(t.get("learning_rate"), errors="coerce")
-    score = pd.to_numeric(t.get("score"), errors="coerce")
-    if "test_score" in t:
-        score = pd.to_numeric(t["test_score"], errors="coerce").fillna(score)
-    t["reported"] = score
+    t["lr"] = _numeric(t, "learning_rate")
+    t["reported"] = _numeric(t, "test_score").fillna(_numeric(t, "score"))
     order = sorted(range(len(t)), key=lambda i: (str(t["model"].iat[i]), str(t["task"].iat[i]), t["_order"].iat[i],
                                                  0 if pd.isna(t["lr"].iat[i]) else t["lr"].iat[i]))
     t = t.iloc[order]
@@ -166,14 +177,15 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, g in t.groupby(keys, sort=False, dropna=False):
         ok = g[g["status"].eq("ok")]
-        failed = len(g) - len(ok)
+        others = g.loc[~g["status"].eq("ok"), "status"].fillna("unknown").value_counts()
         metrics = ok["primary_metric"].dropna() if "primary_metric" in ok else pd.Series(dtype=str)
-        trainable = pd.to_numeric(ok.get("trainable_params"), errors="coerce").median() if len(ok) else float("nan")
+        trainable, score = _numeric(ok, "trainable_params").median(), ok["reported"].median()
         rows.append({**dict(zip(keys, key)), "trainable": "-" if pd.isna(trainable) else f"{trainable:,.0f}",
                      "metric": metrics.iloc[0] if len(metrics) else "-",
-                     "score": f"{100 * ok['reported'].median():.1f}" if ok["reported"].notna().any() else "-",
-                     "runs": f"{len(ok)}/{len(g)}" + (f" ({failed} not ok)" if failed else ""),
-                     "train time": _duration(pd.to_numeric(ok.get("train_seconds"), errors="coerce").median())})
+                     "score": "-" if pd.isna(score) else f"{100 * score:.1f}",
+                     "runs": f"{len(ok)}/{len(g)}" + (" (" + ", ".join(f"{n} {status}" for status, n in
+                                                                  others.items()) + ")" if len(others) else ""),
+                     "train time": _duration(_numeric(ok, "train_seconds").median())})
     out = pd.DataFrame(rows).rename(columns={"method_label": "method"})
     out["lr"] = [_lr(v) for v in out["lr"]]
     return out[[c for c in ["model"] + columns if c in out]]

@@ -122,6 +122,18 @@ def read_selection(root) -> dict:
     return rundir.read_json(path) if path.is_file() else {}
 
 
+def selection_roles(root) -> dict[str, str]:
+    """Run name -> its part in a sweep: 'chosen' (the chosen value's sweep run and the confirm runs), 'not chosen'
+    (the other swept values) or 'sweep' (its group has not been chosen yet); from selection.json."""
+    roles = {}
+    for group in read_selection(root).get("groups", []):
+        chosen = group.get("chosen")
+        for c in group["candidates"]:
+            roles[c["run"]] = "sweep" if chosen is None else "chosen" if c["values"] == chosen else "not chosen"
+        roles.update({name: "chosen" for name in group.get("confirm_runs", [])})
+    return roles
+
+
 def _score(e: dict) -> str:
     if e.get("status") == "pending":
         return "pending"

@@ -46,6 +46,21 @@ def roberta_tokenizer(roberta_tokenizer_dir):
     return load_tokenizer("roberta-base", roberta_tokenizer_dir)
 
 
+def write_fake_notebook(folder: Path, params: str, body: str) -> Path:
+    """`folder`/notebooks/fake.ipynb, laid out like the repository: a cell tagged `parameters` with `params` and one
+    code cell `body` (the runner's fast stand-in for a model notebook)."""
+    import nbformat
+    (folder / "notebooks").mkdir(exist_ok=True)
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(body)],
+                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    path = folder / "notebooks" / "fake.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
 def tiny_model(arch: str, task: str = "sst2", **overrides):
     """A small randomly initialised model with the real architecture's code path."""
     return load_model(arch, get_task(task), weights="random", **{**TINY, **overrides})

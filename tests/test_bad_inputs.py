@@ -36,6 +36,15 @@ output_dir: str = "runs/x"  # run directory
 progress: str = "auto"  # progress'''
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_tokenization_cache(tmp_path_factory):
+    """This module's tokenizations stay out of the session's cache, whose entries other tests count."""
+    before = os.environ["LORA_NB_CACHE"]
+    os.environ["LORA_NB_CACHE"] = str(tmp_path_factory.mktemp("tokenized"))
+    yield
+    os.environ["LORA_NB_CACHE"] = before
+
+
 def _tiny_model_folder(folder: pathlib.Path) -> pathlib.Path:
     """MiniLM's architecture at test size (config only): `model: <folder>, weights: random, tokenizer: minilm`."""
     config = json.loads((pathlib.Path(resolve_source("minilm")) / "config.json").read_text())
@@ -123,7 +132,8 @@ def ws(tmp_path_factory, glue_dir):
              "g_epochs": head + "blocks:\n  - params: {method: bogus}\n",
              "g_block_key": head + "blocks:\n  - parms: {seed: 1}\n",
              "g_no_notebook": "notebook: notebooks/missing.ipynb\nblocks:\n  - matrix: {seed: [1]}\n",
-             "g_root_file": "notebook: notebooks/fake.ipynb\noutput_root: a_file.txt/out\nblocks:\n  - matrix: {seed: [1]}\n",
+             "g_root_file": "notebook: notebooks/fake.ipynb\noutput_root: a_file.txt/out\n"
+                            "blocks:\n  - matrix: {seed: [1]}\n",
              "g_ok": head + "blocks:\n  - matrix: {seed: [1]}\n"}
     for name, body in grids.items():
         _grid(ws, name, body)

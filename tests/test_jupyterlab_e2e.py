@@ -159,7 +159,6 @@ def test_run_all_cells_in_jupyterlab(jupyterlab, tmp_path, capsys):
     except ImportError:
         pytest.fail("The JupyterLab test needs playwright: pip install -r requirements.txt (`make test` does it).")
     base, token, root, log = jupyterlab
-    started = time.monotonic()
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=_chromium(), headless=True, args=CHROMIUM_ARGS)
         try:
@@ -176,7 +175,6 @@ def test_run_all_cells_in_jupyterlab(jupyterlab, tmp_path, capsys):
         finally:
             browser.close()
     assert not console_errors, f"JavaScript errors in JupyterLab: {console_errors[:3]}"
-    assert time.monotonic() - started < 240
 
 
 KERNEL_IDLE = re.compile(r"Python 3 \(ipykernel\)\s*\|\s*Idle")

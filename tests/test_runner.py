@@ -7,7 +7,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from lora_nb_utils import LoraNbError
@@ -15,6 +14,8 @@ from lora_nb_utils.grid import load_plan
 from lora_nb_utils.results import collect_results
 from lora_nb_utils.rundir import read_json
 from lora_nb_utils.runner import run_plan
+
+from .conftest import write_fake_notebook
 
 PARAMS = '''model: str = "minilm"  # model
 task: str = "sst2"  # task
@@ -29,6 +30,7 @@ progress: str = "auto"  # progress'''
 BODY = '''import os, time
 from lora_nb_utils import rundir
 from lora_nb_utils.config import params_hash
+
 names = ["model", "task", "method", "lora_r", "learning_rate", "seed", "init_from", "output_dir", "progress"]
 if task == "cola":
     raise ValueError("boom: cola is broken on purpose")
@@ -47,13 +49,7 @@ rundir.finish_run(output_dir, {
 @pytest.fixture
 def project(tmp_path):
     """A folder laid out like the repository: notebooks/fake.ipynb and a grid writer."""
-    (tmp_path / "notebooks").mkdir()
-    cell = nbformat.v4.new_code_cell(PARAMS)
-    cell.metadata["tags"] = ["parameters"]
-    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(BODY)],
-                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
-    nbformat.write(nb, tmp_path / "notebooks" / "fake.ipynb")
+    write_fake_notebook(tmp_path, PARAMS, BODY)
 
     def write_grid(body: str, name="grid.yaml") -> Path:
         path = tmp_path / name

@@ -6,7 +6,6 @@ import math
 import textwrap
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from lora_nb_utils import LoraNbError, runner
@@ -17,6 +16,8 @@ from lora_nb_utils.results import collect_results
 from lora_nb_utils.rundir import finish_run, read_json
 from lora_nb_utils.runner import run_plan
 from lora_nb_utils.selection import choose, read_selection
+
+from .conftest import write_fake_notebook
 
 PARAMS = '''model: str = "minilm"  # model
 task: str = "rte"  # task
@@ -52,6 +53,7 @@ def fake_metrics(p: dict) -> dict:
 BODY = f'''import math
 from lora_nb_utils.config import params_hash
 from lora_nb_utils.rundir import finish_run
+
 {inspect.getsource(fake_metrics)}
 finish_run(output_dir, fake_metrics({{n: globals()[n] for n in {NAMES!r}}}))'''
 
@@ -65,13 +67,7 @@ SWEEP = """
 
 @pytest.fixture
 def project(tmp_path):
-    (tmp_path / "notebooks").mkdir()
-    cell = nbformat.v4.new_code_cell(PARAMS)
-    cell.metadata["tags"] = ["parameters"]
-    nb = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(BODY)],
-                                  metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
-    nbformat.write(nb, tmp_path / "notebooks" / "fake.ipynb")
+    write_fake_notebook(tmp_path, PARAMS, BODY)
 
     def write_grid(body: str) -> str:
         path = tmp_path / "grid.yaml"
