@@ -5,13 +5,13 @@ models.py (model registry and loading), lora.py (LoRA injection, trainable set, 
 checkpoint.py (adapter files, MNLI initialisation), train.py (training loop), config.py (run parameters),
 rundir.py (run-directory contract), experiment.py (one run, step by step), cli.py (`lora-nb`).
 """
-from .checkpoint import init_from_mnli, load_trainable, save_trainable
+from .adapters.checkpoint import init_from_mnli, load_trainable, save_trainable
 from .config import RunConfig
 from .errors import LoraNbError
 from .experiment import build_model, count_parameters_for, prepare_data, run_experiment, train_and_record
-from .lora import count_parameters, inject_lora, mark_trainable, merge_lora
-from .metrics import compute_metrics
-from .tasks import GLUE_TASKS, get_task
+from .methods.lora import count_parameters, inject_lora, mark_trainable, merge_lora
+from .glue.metrics import compute_metrics
+from .glue.tasks import GLUE_TASKS, get_task
 
 __all__ = ["RunConfig", "LoraNbError", "GLUE_TASKS", "get_task", "compute_metrics", "inject_lora", "mark_trainable",
            "count_parameters", "merge_lora", "save_trainable", "load_trainable", "init_from_mnli", "prepare_data",

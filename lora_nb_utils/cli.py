@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from . import rundir
+from .runs import rundir
 from .config import RunConfig
 from .errors import LoraNbError, LoraNbWarning
 
@@ -90,9 +90,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .grid import load_plan, resolve_selections
-    from .runner import available_gpus, pending_runs, run_plan
-    from .selection import selection_lines
+    from .runs.grid import load_plan, resolve_selections
+    from .runs.runner import available_gpus, pending_runs, run_plan
+    from .runs.selection import selection_lines
     if args.workers < 1 or (args.timeout is not None and not args.timeout > 0):
         raise LoraNbError(f"--workers must be >= 1 and --timeout > 0 seconds (got {args.workers}, {args.timeout}).")
     plan = load_plan(args.grid)
@@ -110,7 +110,7 @@ def cmd_run(args) -> int:
               + (f", {waits} confirm runs after their selection" if waits else ""))
         for line in selection_lines(plan):
             print(line)
-        from .costmodel import estimate_plan_hours
+        from .bench.costmodel import estimate_plan_hours
         est = estimate_plan_hours(plan)
         bound = " at most (every run to its max epochs; early stopping ends runs sooner)" if est["early_stopping"] \
             else ""
@@ -122,12 +122,12 @@ def cmd_run(args) -> int:
     failed = [o for o in outcomes if o["status"] in ("failed", "timeout")]
     report = report_error = None
     if args.report:  # the HTML report of the grid's folder (no PDF), then the summary below ends the output
-        from .report_export import build_report
+        from .report.export import build_report
         try:
             report = build_report(plan.output_root, args.report, pdf=False)["html"]
         except LoraNbError as e:
             report_error = e
-    from .results import grid_summary
+    from .runs.results import grid_summary
     print(f"done: {len(outcomes) - len(failed)} finished, {len(failed)} failed; "
           f"results table: {plan.output_root / 'results.csv'}")
     print("\n" + grid_summary(plan.output_root, [r.run_dir for r in plan.runs]))
@@ -139,7 +139,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .results import collect_results, write_results_table
+    from .runs.results import collect_results, write_results_table
     if not Path(args.root).is_dir():
         raise LoraNbError(f"{args.root!r} is not a folder of run directories. Fix: give a grid's output folder, "
                           "e.g. runs/demo.")
@@ -152,7 +152,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .interop import export_run
+    from .adapters.interop import export_run
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise LoraNbError(f"{args.out!r} is a file. Fix: give a folder for the PEFT adapter (created if missing).")
     report = export_run(args.run_dir, args.out)
@@ -163,7 +163,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report_export import build_report
+    from .report.export import build_report
     params = {"title": args.title} if args.title else {}
     files = build_report(args.root, args.out, pdf=not args.no_pdf, analysis_dir=args.analysis_dir, **params)
     for kind, path in files.items():
@@ -172,7 +172,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import BENCH_PARTS, BenchConfig, append_throughput_csv, run_bench, summary_lines
+    from .bench.timing import BENCH_PARTS, BenchConfig, append_throughput_csv, run_bench, summary_lines
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip()) or BENCH_PARTS
     unknown = sorted(set(parts) - set(BENCH_PARTS))
     if unknown:
@@ -184,7 +184,7 @@ def cmd_bench(args) -> int:
     out = run_bench(cfg, parts=parts, log=lambda m: print(m, file=sys.stderr, flush=True))
     text = json.dumps(out, indent=1, default=str)
     if args.out:
-        from .rundir import atomic_write
+        from .runs.rundir import atomic_write
         atomic_write(args.out, text + "\n")
     if args.throughput_csv:
         append_throughput_csv(out.get("throughput", []), args.throughput_csv)

@@ -7,15 +7,19 @@ from pathlib import Path
 
 from torch import nn
 
-from . import adalora, rundir, sora
-from .checkpoint import ADAPTER_FILE, init_from_mnli, save_trainable
+from .methods import adalora
+
+from .runs import rundir
+
+from .methods import sora
+from .adapters.checkpoint import ADAPTER_FILE, init_from_mnli, save_trainable
 from .config import RunConfig, params_hash
-from .data import load_glue, make_loader, subsample, tokenize
+from .glue.data import load_glue, make_loader, subsample, tokenize
 from .errors import LoraNbError
-from .lora import count_parameters, inject_lora, mark_trainable
-from .splits import apply_split
+from .methods.lora import count_parameters, inject_lora, mark_trainable
+from .glue.splits import apply_split
 from .models import canonical_name, load_config, load_model, load_tokenizer, max_input_length
-from .tasks import Task, get_task
+from .glue.tasks import Task, get_task
 from .train import TrainConfig, check_device, configure_progress, make_optimizer, pick_device, set_seed, train
 
 

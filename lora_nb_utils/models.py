@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from .errors import LoraNbError
 from .hub import load_from_hub
-from .tasks import Task
+from .glue.tasks import Task
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 

@@ -17,9 +17,9 @@ from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from .errors import LoraNbError
-from .lora import lora_merged
-from .metrics import compute_metrics, is_collapsed, predictions_from_logits
-from .tasks import Task
+from .methods.lora import lora_merged
+from .glue.metrics import compute_metrics, is_collapsed, predictions_from_logits
+from .glue.tasks import Task
 
 NAN_CHECK_EVERY = 50  # optimizer steps between loss checks (each check syncs with the device)
 

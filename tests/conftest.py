@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lora_nb_utils.models import load_model, load_tokenizer
-from lora_nb_utils.tasks import get_task
+from lora_nb_utils.glue.tasks import get_task
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, pooler_hidden_size=32)
 

@@ -6,10 +6,11 @@ import pytest
 import yaml
 
 from lora_nb_utils.config import RunConfig, check_params
-from lora_nb_utils.grid import load_plan
-from lora_nb_utils.reference import load_reference
+from lora_nb_utils.runs.grid import load_plan
+from lora_nb_utils.paper import load_reference
+from lora_nb_utils.paths import repo_root
 
-ROOT = Path(__file__).parent.parent
+ROOT = repo_root()
 HPARAMS = load_reference("lora_paper_hparams")
 CELLS = [(r.model, r.task) for r in HPARAMS.itertuples()]
 

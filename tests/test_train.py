@@ -5,12 +5,12 @@ import torch
 from torch import nn
 
 from lora_nb_utils import RunConfig, get_task, inject_lora, mark_trainable, run_experiment
-from lora_nb_utils.data import load_glue, make_loader, subsample, tokenize
+from lora_nb_utils.glue.data import load_glue, make_loader, subsample, tokenize
 from lora_nb_utils.models import load_tokenizer
-from lora_nb_utils.rundir import read_json
+from lora_nb_utils.runs.rundir import read_json
 from lora_nb_utils.train import TrainConfig, train
 
-from .conftest import tiny_model
+from tests.conftest import tiny_model
 
 CPU = torch.device("cpu")
 

@@ -1,0 +1,360 @@
+"""Bridges to other LoRA formats: the LoRA authors' released checkpoints in, PEFT adapter folders out (and in).
+
+Our models are Hugging Face models with loralib.Linear layers (lora.inject_lora), so a LoRA module `X` holds
+`X.lora_A` (r, d_in) and `X.lora_B` (d_out, r), and the output is W x + (alpha / r) B A x, as in loralib and PEFT.
+
+    official .bin (microsoft/LoRA)  roberta.encoder.layer.0.attention.self.query.lora_A   (same names as ours)
+    ours                            roberta.encoder.layer.0.attention.self.query.lora_A
+    PEFT adapter_model.safetensors  base_model.model.roberta.encoder.layer.0.attention.self.query.lora_A.weight
+                                    base_model.model.classifier.dense.weight              (modules_to_save)
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import warnings
+from pathlib import Path
+
+import loralib
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from .checkpoint import check_state, load_state, load_trainable, read_adapter_metadata, resolve_adapter
+from ..errors import LoraNbError
+from ..methods.lora import inject_lora, is_head_parameter, is_lora_parameter
+
+PEFT_CONFIG, PEFT_WEIGHTS, PEFT_WEIGHTS_BIN = "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
+PEFT_PREFIX = "base_model.model."
+
+
+# ---------------------------------------------------------------- helpers shared by both bridges
+
+def lora_modules(model: nn.Module) -> dict[str, loralib.Linear]:
+    """The model's LoRA layers by module name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, loralib.Linear) and m.r > 0}
+
+
+def _require_lora(model: nn.Module, source: str, r: int = 8) -> dict[str, loralib.Linear]:
+    modules = lora_modules(model)
+    if not modules:
+        raise LoraNbError(f"{source}: this {type(model).__name__} has no LoRA layers. Inject them first with the "
+                          f"checkpoint's rank and targets, e.g. inject_lora(model, r={r}, targets='query,value').")
+    return modules
+
+
+def set_lora_alpha(model: nn.Module, lora_alpha: float) -> None:
+    """Set alpha on every LoRA layer, and the scaling loralib derives from it at construction (alpha / r)."""
+    for m in lora_modules(model).values():
+        m.lora_alpha = lora_alpha
+        m.scaling = lora_alpha / m.r
+
+
+def _check_lora_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Every LoRA tensor of `state` has a parameter of the same shape, and every LoRA layer of the model is covered."""
+    modules = _require_lora(model, source, _rank(state))
+    check_state(model, state, source)
+    for name in modules:
+        for part in ("lora_A", "lora_B"):
+            if f"{name}.{part}" not in state:
+                raise LoraNbError(f"{source}: the model has LoRA at {name!r} but the file has no {name}.{part} "
+                                  "(LoRA injected on other targets, or more layers than the checkpoint?).")
+
+
+def _head_mismatch(model: nn.Module, head: dict[str, torch.Tensor]) -> str | None:
+    """Why this head cannot be loaded into the model, or None when it can."""
+    params = dict(model.named_parameters())
+    for key, tensor in head.items():
+        if key not in params:
+            return f"{key!r} is not a parameter of this model"
+        if tuple(params[key].shape) != tuple(tensor.shape):
+            return (f"shape {tuple(tensor.shape)} at {key!r} vs model {tuple(params[key].shape)} "
+                    f"(model num_labels={getattr(model.config, 'num_labels', '?')})")
+    return None
+
+
+def _split(state: dict[str, torch.Tensor], source: str) -> tuple[dict, dict]:
+    """(LoRA tensors, head tensors); anything else is an error."""
+    lora, head = {}, {}
+    for key, tensor in state.items():
+        if is_lora_parameter(key):
+            lora[key] = tensor
+        elif is_head_parameter(key):
+            head[key] = tensor
+        else:
+            raise LoraNbError(f"{source}: key {key!r} is neither a LoRA matrix nor the classification head; only "
+                              "LoRA adapters can be loaded this way.")
+    if not lora:
+        raise LoraNbError(f"{source}: holds no LoRA matrices.")
+    return lora, head
+
+
+def _rank(lora: dict[str, torch.Tensor]) -> int:
+    return next((t.shape[0] for k, t in lora.items() if k.endswith("lora_A")), 0)
+
+
+def _num_labels(head: dict[str, torch.Tensor]) -> int | None:
+    out = head.get("classifier.out_proj.weight", head.get("classifier.weight"))
+    return None if out is None else out.shape[0]
+
+
+# ---------------------------------------------------------------- the LoRA authors' released checkpoints
+
+def read_official_checkpoint(path, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a microsoft/LoRA `.bin` file, under our names: a `module.` prefix (DDP) is dropped, and keys of
+    a bare encoder (`encoder.`, `embeddings.`) get the model's prefix (`roberta.`, `deberta.`, `bert.`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LoraNbError(f"No checkpoint file at {str(path)!r}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickles with code, truncated files, ...
+        raise LoraNbError(f"{path}: not a readable torch state dict ({type(e).__name__}: {e}).") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise LoraNbError(f"{path}: expected a flat state dict of tensors (name -> tensor).")
+    prefix = getattr(model, "base_model_prefix", "") if model is not None else ""
+    out = {}
+    for key, tensor in state.items():
+        key = key.removeprefix("module.")
+        if prefix and key.split(".")[0] in ("encoder", "embeddings"):
+            key = f"{prefix}.{key}"
+        out[key] = tensor
+    return out
+
+
+def load_official_checkpoint(model: nn.Module, path, *, lora_alpha: float, include_head: bool = True) -> dict:
+    """Load a LoRA checkpoint released by the paper's authors (microsoft/LoRA examples/NLU, e.g.
+    roberta_base_lora_mnli.bin) into a model with LoRA injected at the same rank and targets.
+
+    `lora_alpha` is required: the file holds A and B but not alpha, and the output is W x + (alpha / r) B A x.
+    Their RoBERTa-base scripts used alpha 16 (r 8); DeBERTa XXL alpha 32 (r 16). Evaluating with another alpha
+    rescales every update and silently ruins accuracy, so it is set here on every LoRA layer (alpha and scaling).
+
+    The head (`classifier.*`, plus the pooler for DeBERTa) is loaded when `include_head` and its shapes match the
+    model (same num_labels); otherwise it stays as it is. Returns a printable report."""
+    source = str(path)
+    lora, head = _split(read_official_checkpoint(path, model), source)
+    _check_lora_state(model, lora, source)
+    reason = "not requested" if not include_head else "none in the file" if not head else _head_mismatch(model, head)
+    if include_head and head and reason:
+        warnings.warn(f"{source}: classification head not loaded: {reason}.", stacklevel=2)
+    head = head if reason is None else {}
+    loaded = load_state(model, {**lora, **head}, source=source)
+    set_lora_alpha(model, lora_alpha)
+    r = _rank(lora)
+    return {"source": source, "loaded": len(loaded), "lora_tensors": len(lora), "lora_modules": len(lora) // 2,
+            "r": r, "lora_alpha": lora_alpha, "scaling": lora_alpha / r, "head_loaded": bool(head),
+            "head": f"loaded, {len(head)} tensors, {_num_labels(head)} labels" if head else f"not loaded: {reason}"}
+
+
+def init_from_official(model: nn.Module, path) -> list[str]:
+    """MNLI initialisation from an official `.bin`: the LoRA matrices only (no head); alpha stays the run's own."""
+    lora, _ = _split(read_official_checkpoint(path, model), str(path))
+    _check_lora_state(model, lora, str(path))
+    return load_state(model, lora, source=str(path))
+
+
+# ---------------------------------------------------------------- PEFT adapters out
+
+def _lora_settings(model: nn.Module) -> dict:
+    """r, alpha and dropout, which must be the same on every layer. Alpha is what the layers compute with: scaling * r
+    when someone changed `scaling` alone."""
+    modules = _require_lora(model, "export")
+    settings = {(m.r, m.lora_alpha if math.isclose(m.scaling, m.lora_alpha / m.r) else m.scaling * m.r,
+                 getattr(m.lora_dropout, "p", 0.0)) for m in modules.values()}
+    if len(settings) > 1:
+        raise LoraNbError(f"export: LoRA layers differ in (r, alpha, dropout): {sorted(settings)}; PEFT export "
+                          "supports one setting for all layers.")
+    r, alpha, dropout = settings.pop()
+    return {"r": r, "lora_alpha": int(alpha) if float(alpha).is_integer() else alpha, "lora_dropout": dropout}
+
+
+def peft_target_modules(model: nn.Module) -> list[str]:
+    """Short names ('query', 'value') when they select exactly our LoRA layers in PEFT's suffix matching, else the
+    full module names."""
+    names = set(lora_modules(model))
+    short = sorted({n.rsplit(".", 1)[-1] for n in names})
+    matched = {n for n, _ in model.named_modules() if n.rsplit(".", 1)[-1] in short}
+    return short if matched == names else sorted(names)
+
+
+def peft_modules_to_save(model: nn.Module) -> list[str]:
+    """The head as PEFT modules_to_save: 'classifier', and 'pooler' where the head reads one (BERT, DeBERTa)."""
+    heads = [n for n, _ in model.named_parameters() if is_head_parameter(n)]
+    return ["classifier"] + (["pooler"] if any("pooler" in n for n in heads) else [])
+
+
+def _peft_key_to_ours(key: str) -> str:
+    """PEFT model key (adapter 'default') -> our parameter name."""
+    key = key.removeprefix(PEFT_PREFIX)
+    key = re.sub(r"\.lora_([AB])\.default\.weight$", r".lora_\1", key)
+    return key.replace(".modules_to_save.default.", ".").replace(".modules_to_save.default", "")
+
+
+def peft_config_for(model: nn.Module):
+    """The peft.LoraConfig that describes our model's LoRA layers and head."""
+    from peft import LoraConfig, TaskType
+    return LoraConfig(task_type=TaskType.SEQ_CLS, target_modules=peft_target_modules(model), bias="none",
+                      modules_to_save=peft_modules_to_save(model), **_lora_settings(model))
+
+
+def export_peft(model_or_run_dir, out_dir, *, base_model_name_or_path: str | None = None,
+                revision: str | None = None) -> dict:
+    """Write a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) for a LoRA-injected model, or
+    for a run directory (see export_run). peft.PeftModel.from_pretrained(base_model, out_dir) then gives our logits.
+
+    Uses PEFT itself: a PeftModel of the same architecture is built on the meta device (no weights), our LoRA and
+    head tensors are given under its parameter names, and PeftModel.save_pretrained writes the files."""
+    if not isinstance(model_or_run_dir, nn.Module):
+        return export_run(model_or_run_dir, out_dir)
+    from peft import get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    model = model_or_run_dir
+    if base_model_name_or_path is None:
+        base_model_name_or_path, found = _base_reference(model.name_or_path)
+        revision = revision or found
+    config = peft_config_for(model)
+    ours = {n: p.detach() for n, p in model.named_parameters() if is_lora_parameter(n) or is_head_parameter(n)}
+    with torch.device("meta"):
+        skeleton = AutoModelForSequenceClassification.from_config(copy.deepcopy(model.config))
+    peft_model = get_peft_model(skeleton, config)
+    mapped = {}
+    for key, meta in peft_model.state_dict().items():
+        name = _peft_key_to_ours(key)
+        if name in ours and ".original_module." not in key:
+            if tuple(meta.shape) != tuple(ours[name].shape):
+                raise LoraNbError(f"export: {name!r} has shape {tuple(ours[name].shape)}, PEFT expects "
+                                  f"{tuple(meta.shape)} at {key!r}.")
+            mapped[key] = ours[name].contiguous().cpu()
+    missing = sorted(set(ours) - {_peft_key_to_ours(k) for k in mapped})
+    if missing:
+        raise LoraNbError(f"export: no PEFT parameter for {missing[0]!r} (and {len(missing) - 1} more).")
+    cfg = peft_model.peft_config["default"]  # get_peft_model set the name to the skeleton's: ours is better
+    cfg.base_model_name_or_path, cfg.revision = base_model_name_or_path, revision
+    cfg.modules_to_save = list(dict.fromkeys(cfg.modules_to_save))  # PEFT appends its SEQ_CLS defaults again
+    out_dir = Path(out_dir)
+    # save_embedding_layers=False: we never adapt embeddings, and "auto" would look the base model up on the hub
+    peft_model.save_pretrained(str(out_dir), state_dict=mapped, save_embedding_layers=False)
+    with safe_open(str(out_dir / PEFT_WEIGHTS), framework="pt") as f:
+        n_written = len(list(f.keys()))
+    if n_written != len(ours):
+        raise LoraNbError(f"export: PEFT wrote {n_written} tensors for our {len(ours)} LoRA + head tensors.")
+    written = json.loads((out_dir / PEFT_CONFIG).read_text())
+    return {"out_dir": str(out_dir), "files": sorted(p.name for p in out_dir.iterdir()), "tensors": n_written,
+            "r": written["r"], "lora_alpha": written["lora_alpha"], "lora_dropout": written["lora_dropout"],
+            "target_modules": written["target_modules"], "modules_to_save": written["modules_to_save"],
+            "base_model_name_or_path": written["base_model_name_or_path"], "revision": written["revision"]}
+
+
+def _base_reference(name: str) -> tuple[str | None, str | None]:
+    """(base_model_name_or_path, revision) for adapter_config.json: the hub id for registry models (portable, also
+    when loaded from a local copy), else the name itself; the commit when the source is a hub-cache snapshot."""
+    from ..models import MODELS, canonical_name, resolve_source
+    if not name:
+        return None, None
+    key = canonical_name(name)
+    if key not in MODELS:  # a folder: is it where a registry model resolves to (e.g. the MiniLM package)?
+        for candidate in MODELS:
+            try:
+                if Path(resolve_source(candidate)).resolve() == Path(name).resolve():
+                    key = candidate
+                    break
+            except LoraNbError:
+                continue
+    try:
+        source = resolve_source(key if key in MODELS else name)
+    except LoraNbError:
+        source = name
+    found = re.search(r"snapshots[/\\]([0-9a-f]{40})", str(source))
+    return (MODELS[key].hub_id if key in MODELS else name), (found.group(1) if found else None)
+
+
+def export_run(run_dir, out_dir, base_model=None) -> dict:
+    """Export a finished LoRA run directory (its adapter.safetensors and metadata) as a PEFT adapter folder.
+
+    The model is rebuilt from the metadata (model, task, r, alpha, targets): from `base_model` when given (a model
+    object, or a model name / folder), else from the model's config on the meta device and left uninitialised, since
+    only the adapter's own tensors are exported (no pretrained weights needed, so it works offline)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from ..models import load_config, load_model
+    from ..runs.rundir import MANIFEST, read_json
+    from ..glue.tasks import get_task
+
+    adapter = resolve_adapter(run_dir)
+    meta = read_adapter_metadata(adapter)
+    need = [k for k in ("model", "task", "lora_r", "lora_alpha", "lora_targets") if k not in meta]
+    if meta.get("method", "lora") != "lora" or need:
+        raise LoraNbError(f"{adapter}: not a LoRA adapter with lora_nb metadata (method={meta.get('method')!r}, "
+                          f"missing {need}); only LoRA runs can be exported to PEFT.")
+    task = get_task(meta["task"])
+    manifest = adapter.parent / MANIFEST
+    dropout = (read_json(manifest).get("params", {}) if manifest.is_file() else {}).get("lora_dropout") or 0.0
+    if isinstance(base_model, nn.Module):
+        model, reference = base_model, base_model.name_or_path or meta["model"]
+    elif base_model is not None:
+        model, reference = load_model(base_model, task, weights="pretrained"), base_model
+    else:
+        with torch.device("meta"):
+            model = AutoModelForSequenceClassification.from_config(load_config(meta["model"], task))
+        reference = meta["model"]
+    inject_lora(model, meta["lora_r"], meta["lora_alpha"], dropout, meta["lora_targets"])
+    if base_model is None:
+        model.to_empty(device="cpu")  # real (uninitialised) storage to hold the adapter's tensors
+    load_trainable(model, adapter)
+    name, revision = _base_reference(reference)
+    return export_peft(model, out_dir, base_model_name_or_path=name, revision=revision)
+
+
+# ---------------------------------------------------------------- PEFT adapters in
+
+def read_peft_adapter(adapter_dir) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(adapter_config.json, tensors under our names) of a PEFT LoRA adapter folder."""
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / PEFT_CONFIG).is_file():
+        raise LoraNbError(f"No PEFT adapter at {str(adapter_dir)!r}: expected {PEFT_CONFIG} and {PEFT_WEIGHTS}.")
+    config = json.loads((adapter_dir / PEFT_CONFIG).read_text())
+    if config.get("peft_type") != "LORA":
+        raise LoraNbError(f"{adapter_dir}: peft_type {config.get('peft_type')!r}; only LoRA adapters can be loaded.")
+    unsupported = {k: config.get(k) for k in ("use_dora", "use_rslora", "lora_bias", "rank_pattern", "alpha_pattern")
+                   if config.get(k)}
+    if config.get("bias", "none") != "none":
+        unsupported["bias"] = config["bias"]
+    if unsupported:
+        raise LoraNbError(f"{adapter_dir}: LoRA variant not supported by loralib layers: {unsupported}.")
+    if (adapter_dir / PEFT_WEIGHTS).is_file():
+        raw = load_file(str(adapter_dir / PEFT_WEIGHTS))
+    elif (adapter_dir / PEFT_WEIGHTS_BIN).is_file():
+        raw = torch.load(adapter_dir / PEFT_WEIGHTS_BIN, map_location="cpu", weights_only=True)
+    else:
+        raise LoraNbError(f"{adapter_dir}: no {PEFT_WEIGHTS} (or {PEFT_WEIGHTS_BIN}).")
+    state = {}
+    for key, tensor in raw.items():
+        name = re.sub(r"\.lora_([AB])\.weight$", r".lora_\1", key.removeprefix(PEFT_PREFIX))
+        state[name.replace(".modules_to_save.", ".")] = tensor
+    return config, state
+
+
+def import_peft(model: nn.Module, adapter_dir, *, include_head: bool = True) -> dict:
+    """Load a PEFT LoRA adapter folder into a model with LoRA injected at the same rank and targets; alpha and
+    scaling come from its adapter_config.json. The head (modules_to_save) loads when `include_head`."""
+    source = str(adapter_dir)
+    config, state = read_peft_adapter(adapter_dir)
+    lora, head = _split(state, source)
+    _check_lora_state(model, lora, source)
+    if config.get("r") != _rank(lora):
+        raise LoraNbError(f"{source}: adapter_config.json says r={config.get('r')}, its tensors r={_rank(lora)}.")
+    if include_head and head:
+        reason = _head_mismatch(model, head)
+        if reason:
+            raise LoraNbError(f"{source}: cannot load the head (modules_to_save): {reason}.")
+    loaded = load_state(model, {**lora, **(head if include_head else {})}, source=source)
+    set_lora_alpha(model, config["lora_alpha"])
+    return {"source": source, "loaded": len(loaded), "lora_tensors": len(lora), "r": config["r"],
+            "lora_alpha": config["lora_alpha"], "scaling": config["lora_alpha"] / config["r"],
+            "head_loaded": bool(include_head and head),
+            "base_model_name_or_path": config.get("base_model_name_or_path")}

@@ -1,0 +1,178 @@
+"""Benchmarks (bench.py, loaders.py, costmodel.py): correctness only, never timing."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from lora_nb_utils.bench.timing import REQUIRED_KEYS, BenchConfig, build_variant, run_bench
+from lora_nb_utils.cli import main
+from lora_nb_utils.bench.costmodel import estimate_plan_hours, estimate_run_hours, expected_padded_length, samples_per_s
+from lora_nb_utils.adapters.interop import peft_config_for
+from lora_nb_utils.bench.loaders import make_bench_loader
+from lora_nb_utils.methods.lora import inject_lora, lora_merged, mark_trainable, merge_lora
+
+from tests.conftest import tiny_model
+from lora_nb_utils.paths import repo_root
+
+
+def _randomize_lora(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+def _ids(model, batch=3, length=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, model.config.vocab_size, (batch, length), generator=g)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def test_lora_forward_equals_peft_for_identical_weights():
+    from peft import get_peft_model
+    torch.manual_seed(0)
+    base = tiny_model("roberta-base").eval()
+    ours = copy.deepcopy(base)
+    inject_lora(ours, r=4, alpha=8, targets="query,value")
+    mark_trainable(ours, "lora")
+    _randomize_lora(ours)
+    peft_model = get_peft_model(copy.deepcopy(base), peft_config_for(ours)).eval()
+    ours_state = dict(ours.named_parameters())
+    copied = 0
+    with torch.no_grad():
+        for key, p in peft_model.named_parameters():
+            if ".lora_A.default." in key or ".lora_B.default." in key:
+                p.copy_(ours_state[key.removeprefix("base_model.model.").replace(".default.weight", "")])
+                copied += 1
+            elif ".modules_to_save.default." in key:
+                p.copy_(ours_state[key.removeprefix("base_model.model.").replace(".modules_to_save.default", "")])
+    assert copied == 2 * 2 * 2  # layers x targets x (A, B)
+    batch = _ids(base)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(**batch).logits, peft_model(**batch).logits, atol=1e-5, rtol=1e-5)
+    # the same trainable set: LoRA matrices + head (PEFT's trainable head copy)
+    n_ours = sum(p.numel() for p in ours.parameters() if p.requires_grad)
+    n_peft = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert n_ours == n_peft
+
+
+def test_bench_variants_train_the_expected_sets():
+    cfg = BenchConfig.preset(tiny=True)
+    base = tiny_model("roberta-base")
+    counts = {k: sum(p.numel() for p in build_variant(k, base, cfg).parameters() if p.requires_grad)
+              for k in ("lora", "peft", "ft")}
+    assert counts["lora"] == counts["peft"] < counts["ft"] == sum(p.numel() for p in base.parameters())
+
+
+def test_merged_equals_unmerged():
+    torch.manual_seed(0)
+    model = tiny_model("roberta-base").eval()
+    inject_lora(model, r=4, alpha=16)
+    _randomize_lora(model, 1)
+    batch = _ids(model)
+    with torch.no_grad():
+        unmerged = model(**batch).logits
+        with lora_merged(model):
+            in_context = model(**batch).logits
+        merged = merge_lora(copy.deepcopy(model))(**batch).logits
+        again = model(**batch).logits
+    torch.testing.assert_close(in_context, unmerged, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again, unmerged, atol=0, rtol=0)  # lora_merged restores W bit-exactly
+
+
+def _tokenized_rows(tokenizer):
+    texts = ["a fine film .", "the movie was long, slow and in the end not worth the price of the ticket at all",
+             "bad", "it is what it is , and that is enough for one evening"]
+    enc = tokenizer(texts, truncation=True, max_length=512)
+    from datasets import Dataset
+    return Dataset.from_dict({**enc, "labels": [1, 0, 0, 1]})
+
+
+def test_dynamic_padding_gives_the_same_logits_as_max_length(roberta_tokenizer):
+    torch.manual_seed(0)
+    model = tiny_model("roberta-base", max_position_embeddings=514).eval()
+    ds = _tokenized_rows(roberta_tokenizer)
+    dyn = next(iter(make_bench_loader(ds, roberta_tokenizer, 4, False)))
+    full = next(iter(make_bench_loader(ds, roberta_tokenizer, 4, False, padding="max_length", max_length=512)))
+    assert full["input_ids"].shape == (4, 512) and dyn["input_ids"].shape[1] < 40
+    with torch.no_grad():
+        a = model(**{k: v for k, v in dyn.items() if k != "labels"}).logits
+        b = model(**{k: v for k, v in full.items() if k != "labels"}).logits
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_cost_model_arithmetic():
+    import pandas as pd
+    table = pd.DataFrame([
+        {"device": "cpu: test", "model": "roberta-base", "method": "lora", "seq_len": 100, "batch_size": 16,
+         "samples_per_s": 10.0},
+        {"device": "cpu: test", "model": "roberta-base", "method": "lora", "seq_len": 200, "batch_size": 16,
+         "samples_per_s": 4.0}])
+    # at a measured length: rows x epochs / samples_per_s
+    est = estimate_run_hours("roberta-base", "rte", 2, 16, 100, train_rows=3600, table=table, padding="max_length")
+    assert est["padded_len"] == 100 and est["hours"] == pytest.approx(3600 * 2 / 10 / 3600)
+    # halfway: seconds per sample interpolated (0.1 and 0.25 -> 0.175)
+    assert samples_per_s("roberta-base", "lora", 150, table=table)[0] == pytest.approx(1 / 0.175)
+    # beyond the longest: scaled by tokens
+    assert samples_per_s("roberta-base", "lora", 400, table=table)[0] == pytest.approx(2.0)
+    # a model without a measurement: scaled by parameters x tokens, and says so
+    sps, basis = samples_per_s("roberta-large", "lora", 100, table=table)
+    from lora_nb_utils.bench.costmodel import model_parameters
+    assert sps == pytest.approx(10.0 * model_parameters("roberta-base") / model_parameters("roberta-large"))
+    assert "FLOPs" in basis
+    # padded length: batch 1 is the mean length (capped), a larger batch pads longer, max_length is the cap
+    assert expected_padded_length("sst2", 1, 512) < expected_padded_length("sst2", 16, 512) < 64
+    assert expected_padded_length("rte", 16, 128) <= 128
+    assert expected_padded_length("rte", 16, 512, padding="max_length") == 512
+
+
+def test_estimate_plan_hours_on_a_grid():
+    from lora_nb_utils.runs.grid import load_plan
+    plan = load_plan(repo_root() / "params" / "grids" / "table2.yaml")
+    est = estimate_plan_hours(plan)
+    assert len(est["runs"]) == len(plan.runs) == 120
+    assert est["total_hours"] == pytest.approx(sum(r["hours"] for r in est["runs"])) and est["total_hours"] > 0
+
+
+def test_bench_tiny_returns_every_key(glue_dir, roberta_tokenizer_dir, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("LORA_NB_GLUE_DIR", glue_dir)
+    out_file = tmp_path / "bench.json"
+    assert main(["bench", "--tiny", "--json", "--model", "roberta-base", "--tokenizer", roberta_tokenizer_dir,
+                 "--out", str(out_file)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    missing = [k for k in REQUIRED_KEYS if k not in out]
+    assert not missing
+    assert out["padding_predictions_identical"] and out["merged_equals_unmerged"]
+    assert out["eval_sorted_metrics_identical"]  # evaluation rows sorted by length: the same metrics
+    assert json.loads(out_file.read_text())["model"] == "roberta-base"
+
+
+def test_pipeline_overhead_reads_run_directories(tmp_path):
+    from lora_nb_utils.bench.timing import pipeline_overhead
+    from lora_nb_utils.runs.rundir import write_json
+    run = tmp_path / "m" / "task=rte,seed=1"
+    write_json(run / "manifest.json", {"papermill_seconds": 100.0})
+    write_json(run / "metrics.json", {"train_seconds": 80.0})
+    out = pipeline_overhead(tmp_path)
+    assert out["pipeline_runs"] == 1 and out["pipeline_overhead_fraction_median"] == pytest.approx(0.2)
+
+
+def test_ratios_markdown_sets_models_side_by_side():
+    from lora_nb_utils.bench.timing import ratios_markdown
+    text = ratios_markdown([{"model": "minilm", "lora_vs_peft_step_time": 0.5, "merged_equals_unmerged": True},
+                            {"model": "roberta-base", "lora_vs_peft_step_time": 1.25},
+                            {"model": "roberta-base", "config": {"precision": "bf16"}}])
+    assert text.splitlines()[0] == "| ratio | minilm | roberta-base | roberta-base (bf16) |"
+    assert "| `lora_vs_peft_step_time` | 0.500 | 1.250 | — |" in text
+    assert "| `merged_equals_unmerged` | True | — | — |" in text
+
+
+def test_bench_rejects_an_unknown_part(capsys):
+    from lora_nb_utils.cli import main
+    assert main(["bench", "--parts", "step,speed"]) == 2
+    assert "--parts: unknown speed; choose from step, memory" in capsys.readouterr().err
