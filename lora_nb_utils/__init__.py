@@ -1,11 +1,13 @@
-"""lora_nb_utils: LoRA (and full fine-tuning) on GLUE, for notebooks, a papermill runner and a report.
+"""lora_nb_utils: LoRA (and full fine-tuning, AdaLoRA, SoRA) on GLUE, for notebooks, a papermill runner and a report.
 
-Where things are: tasks.py (task registry), metrics.py, data.py (GLUE loading, tokenization cache, batches),
-models.py (model registry and loading), lora.py (LoRA injection, trainable set, counts, merge),
-checkpoint.py (adapter files, MNLI initialisation), train.py (training loop), config.py (run parameters),
-rundir.py (run-directory contract), experiment.py (one run, step by step), cli.py (`lora-nb`).
+The spine, one run end to end: config.py (RunConfig, the one set of parameters) -> experiment.py (data -> model ->
+train -> record) -> train.py (the training step and the evaluation loop); cli.py (`lora-nb`), models.py (the model
+registry), paper.py (the published numbers), errors.py, paths.py. Folders, by the question they answer:
+glue/ (where data loads), methods/ (where LoRA is injected: the method registry), adapters/ (adapter files in and
+out), runs/ (where a run is recorded; grids and the runner), report/ (the report), bench/ (speed, memory, cost);
+low_rank.py (the paper's Section 7 analyses).
 """
-from .adapters.checkpoint import init_from_mnli, load_trainable, save_trainable
+from .adapters import init_from_mnli, load_trainable, save_trainable
 from .config import RunConfig
 from .errors import LoraNbError
 from .experiment import build_model, count_parameters_for, prepare_data, run_experiment, train_and_record

@@ -86,22 +86,50 @@ def cmd_train(args) -> int:
     metrics = run_experiment(cfg, replace=args.force)
     print(json.dumps({k: metrics[k] for k in ("status", "task", "model", "method", "best_epoch", "best")}, indent=1))
     print(f"run directory: {cfg.output_dir}")
-    return 0 if metrics["status"] == "ok" else 1
+    return 0 if metrics["status"] == rundir.Status.OK else 1
+
+
+SLURM_FLAGS = ("partition", "account", "qos", "time_limit", "gpus_per_run", "cpus_per_run", "mem_gb",
+               "array_parallelism", "log_dir")
+
+
+def _slurm_options(args):
+    """The SLURM options (--slurm-config, then the flags) for --executor slurm; None for local, where they are
+    refused."""
+    given = [f for f in SLURM_FLAGS if getattr(args, f) is not None] + (["slurm_config"] if args.slurm_config else [])
+    if args.executor == "local":
+        if given:
+            raise LoraNbError(f"--{given[0].replace('_', '-')} is an option of --executor slurm. Fix: add "
+                              "--executor slurm, or drop it.")
+        return None
+    if args.workers is not None:
+        raise LoraNbError("--workers is for --executor local: on SLURM each run is a job (--array-parallelism "
+                          "caps how many run at once).")
+    from .runs.slurm import SlurmOptions
+    options = SlurmOptions.load(args.slurm_config, **{f: getattr(args, f) for f in SLURM_FLAGS})
+    if args.runs_per_gpu > 1 and options.gpus_per_run > 1:
+        raise LoraNbError(f"--runs-per-gpu {args.runs_per_gpu} packs runs on one GPU; --gpus-per-run is "
+                          f"{options.gpus_per_run}. Fix: --gpus-per-run 1 (or --runs-per-gpu 1).")
+    return options
 
 
 def cmd_run(args) -> int:
     from .runs.grid import load_plan, resolve_selections
     from .runs.runner import available_gpus, pending_runs, run_plan
     from .runs.selection import selection_lines
-    if args.workers < 1 or (args.timeout is not None and not args.timeout > 0):
-        raise LoraNbError(f"--workers must be >= 1 and --timeout > 0 seconds (got {args.workers}, {args.timeout}).")
+    if (args.workers is not None and args.workers < 1) or (args.timeout is not None and not args.timeout > 0) \
+            or args.runs_per_gpu < 1:
+        raise LoraNbError(f"--workers must be >= 1, --runs-per-gpu >= 1 and --timeout > 0 seconds (got "
+                          f"{args.workers}, {args.runs_per_gpu}, {args.timeout}).")
+    slurm = _slurm_options(args)
     plan = load_plan(args.grid)
     rundir.check_output_dir(plan.output_root)
     if args.dry_run:
         resolve_selections(plan)
         todo = {r.name for r in pending_runs(plan, args.force)}
         print(f"{plan.grid_file}: {plan.description}".strip())
-        print(f"notebook {plan.notebook}, output {plan.output_root}")
+        notebooks = list(dict.fromkeys(r.notebook.name for r in plan.runs))
+        print(f"notebook{'s' * (len(notebooks) > 1)} {', '.join(notebooks)}, output {plan.output_root}")
         for r in plan.runs:
             dep = f"  (after {r.depends_on})" if r.depends_on else ""
             print(f"  {'run ' if r.name in todo else 'done'}  {r.name}{dep}")
@@ -116,10 +144,26 @@ def cmd_run(args) -> int:
             else ""
         print(f"estimated training time: {est['total_hours']:,.1f} {est['device']}-hours{bound}, "
               f"{est['todo_hours']:,.1f} of them still to run ({'; '.join(est['bases'])})")
+        if slurm is not None:
+            from .runs.slurm import describe
+            for line in describe(plan, pending_runs(plan, args.force), slurm, args.runs_per_gpu, waits):
+                print(line)
         return 0
-    gpus = available_gpus() if args.workers > 1 else []
-    outcomes = run_plan(plan, workers=args.workers, force=args.force, timeout=args.timeout, gpus=gpus)
-    failed = [o for o in outcomes if o["status"] in ("failed", "timeout")]
+    if slurm is not None:
+        from .runs.slurm import SlurmExecutor
+        executor = SlurmExecutor(slurm, timeout=args.timeout, runs_per_gpu=args.runs_per_gpu)
+        outcomes = run_plan(plan, force=args.force, timeout=args.timeout, executor=executor)
+    else:
+        workers = args.workers or 1
+        gpus = available_gpus() if workers > 1 or args.runs_per_gpu > 1 else []
+        if args.runs_per_gpu > 1 and not gpus:
+            raise LoraNbError("--runs-per-gpu packs runs on the GPUs and no CUDA GPU is visible. Fix: --workers N "
+                              "on a CPU.")
+        if args.runs_per_gpu > 1 and args.workers is None:
+            workers = len(gpus) * args.runs_per_gpu
+        outcomes = run_plan(plan, workers=workers, force=args.force, timeout=args.timeout, gpus=gpus,
+                            runs_per_gpu=args.runs_per_gpu)
+    failed = [o for o in outcomes if o["status"] in rundir.NO_RESULT]
     report = report_error = None
     if args.report:  # the HTML report of the grid's folder (no PDF), then the summary below ends the output
         from .report.export import build_report
@@ -152,7 +196,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .adapters.interop import export_run
+    from .adapters import export_run
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise LoraNbError(f"{args.out!r} is a file. Fix: give a folder for the PEFT adapter (created if missing).")
     report = export_run(args.run_dir, args.out)
@@ -172,7 +216,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench.timing import BENCH_PARTS, BenchConfig, append_throughput_csv, run_bench, summary_lines
+    from .bench.config import BenchConfig
+    from .bench.parts import BENCH_PARTS, run_bench
+    from .bench.summary import append_throughput_csv, summary_lines
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip()) or BENCH_PARTS
     unknown = sorted(set(parts) - set(BENCH_PARTS))
     if unknown:
@@ -228,13 +274,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="execute a grid of notebook runs with papermill (resumable)")
     p.add_argument("grid", help="a grid YAML file, e.g. params/grids/cpu_minilm.yaml")
-    p.add_argument("--workers", type=int, default=1, help="parallel runs (one GPU each when GPUs exist)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local: parallel runs (one GPU each when GPUs exist; default 1, or GPUs x --runs-per-gpu)")
     p.add_argument("--force", action="store_true", help="rerun finished runs too")
     p.add_argument("--dry-run", action="store_true", help="list the planned runs and stop")
     p.add_argument("--timeout", type=float, default=None, help="seconds a notebook cell may run")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="then build the HTML report of the grid's output folder into DIR (as `lora-nb report "
                         "--no-pdf`)")
+    p.add_argument("--runs-per-gpu", type=int, default=1, metavar="K",
+                   help="K runs share a GPU (local: K workers per GPU; SLURM: K runs per job, one GPU)")
+    p.add_argument("--executor", choices=["local", "slurm"], default="local",
+                   help="local: this machine (default); slurm: one SLURM job per run, with submitit")
+    s = p.add_argument_group("SLURM (--executor slurm; flags override --slurm-config)")
+    s.add_argument("--slurm-config", default=None, metavar="FILE", help="a YAML file of the options below, "
+                   "plus setup (shell lines) and sbatch (more #SBATCH options)")
+    s.add_argument("--partition", default=None)
+    s.add_argument("--account", default=None)
+    s.add_argument("--qos", default=None)
+    s.add_argument("--time-limit", type=int, default=None, metavar="MIN", help="minutes per job (default 1440)")
+    s.add_argument("--gpus-per-run", type=int, default=None, metavar="G", help="GPUs per job (default 0)")
+    s.add_argument("--cpus-per-run", type=int, default=None, metavar="C")
+    s.add_argument("--mem-gb", type=float, default=None, metavar="M", help="memory per run, GB")
+    s.add_argument("--array-parallelism", type=int, default=None, metavar="N",
+                   help="at most N of this grid's jobs in flight")
+    s.add_argument("--log-dir", default=None, metavar="DIR", help="job scripts and logs (default <output_root>/slurm)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("results", help="rebuild the results table from run directories")

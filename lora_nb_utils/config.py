@@ -7,12 +7,12 @@ import difflib
 import hashlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 
 from .errors import LoraNbError
-
-METHODS = ("ft", "lora", "adalora", "sora")
-SPLITS = ("glue_dev", "sora", "holdout")  # see splits.py
+from .glue.splits import SPLITS
+from .methods import get_method
 
 
 @dataclass
@@ -20,21 +20,21 @@ class RunConfig:
     # model
     model: str = "minilm"  # registry name (minilm, roberta-base, ...), hub id or local folder
     weights: str = "pretrained"  # pretrained | random (architecture only: dry runs and tests)
-    tokenizer: str = ""  # tokenizer folder or hub id; empty = the model's own
+    tokenizer: str = ""  # tokenizer folder or hub id; empty: the model's own
     # task and data
     task: str = "sst2"  # cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte
-    glue_dir: str = ""  # local GLUE Parquet mirror; empty = $LORA_NB_GLUE_DIR, else the hub
+    glue_dir: str = ""  # local GLUE Parquet mirror; empty: $LORA_NB_GLUE_DIR, else the hub
     max_seq_len: int = 128  # truncation length; batches are padded dynamically
-    max_train_samples: int = 0  # 0 = the whole training set; else a fixed subsample (same for every seed)
-    max_eval_samples: int = 0  # 0 = the whole validation set
+    max_train_samples: int = 0  # 0: the whole training set; else a fixed subsample (same for every seed)
+    max_eval_samples: int = 0  # 0: the whole validation set
     split: str = "glue_dev"  # glue_dev (train / GLUE validation) | sora (SoRA's protocol) | holdout (splits.py)
     # method
     method: str = "lora"  # ft | lora | adalora | sora
-    lora_r: int = 8
-    lora_alpha: float = 16.0  # scaling = alpha / r
-    lora_dropout: float = 0.0
+    lora_r: int = 8  # LoRA rank r (SoRA: the largest rank, r_max)
+    lora_alpha: float = 8.0  # LoRA alpha: the update is scaled by alpha / r
+    lora_dropout: float = 0.0  # dropout on the LoRA branch input
     lora_targets: str = "query,value"  # comma list of query,key,value,attn_out,ffn_in,ffn_out, or 'all'
-    init_from: str = ""  # MNLI initialisation: adapter file or MNLI run directory; empty = none
+    init_from: str = ""  # MNLI initialisation: adapter file or MNLI run directory; empty: none
     # AdaLoRA (method adalora, via peft; Zhang et al. 2023): ranks start at init_r, pruned to an average target_r
     adalora_init_r: int = 12  # initial rank per module (the paper: 1.5 x the target budget)
     adalora_target_r: int = 8  # average final rank per module
@@ -45,34 +45,33 @@ class RunConfig:
     adalora_beta2: float = 0.85  # EMA of the uncertainty
     adalora_orth_reg_weight: float = 0.1  # orthogonal regulariser weight (gamma)
     # SoRA (method sora; Ding et al. 2023): a gate per LoRA rank, proximal L1 step after each optimizer step
-    sora_lambda: float = 0.375  # L1 weight; soft threshold per step = current lr x sora_lambda
+    sora_lambda: float = 0.375  # L1 weight; soft threshold per step: current lr x sora_lambda
     sora_lambda_schedule: str = "constant"  # constant | linear (sora_lambda -> sora_max_lambda over training)
     sora_max_lambda: float = 0.0  # final lambda of the linear schedule
-    cls_dropout: float = -1.0  # classifier dropout; negative = the model's default
+    cls_dropout: float = -1.0  # classifier dropout; negative: the model's default
     # optimisation
     epochs: int = 1  # the most epochs a run trains (the learning-rate schedule spans them all)
-    early_stopping_patience: int = 0  # stop after this many epochs without a better selection score; 0 = never
-    batch_size: int = 16  # per device
-    grad_accum: int = 1  # effective batch = batch_size x grad_accum
-    learning_rate: float = 5.0e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.06
-    max_grad_norm: float = 1.0
-    eval_batch_size: int = 64
+    early_stopping_patience: int = 0  # stop after this many epochs without a better selection score; 0: never
+    batch_size: int = 16  # per-device batch size
+    grad_accum: int = 1  # micro-batches per optimizer step (effective batch: batch_size x grad_accum)
+    learning_rate: float = 5.0e-4  # peak learning rate (AdamW, linear warmup then linear decay)
+    weight_decay: float = 0.0  # AdamW weight decay (not on biases and LayerNorm)
+    warmup_ratio: float = 0.06  # fraction of steps spent warming up
+    max_grad_norm: float = 1.0  # gradient clipping; 0: off
+    eval_batch_size: int = 64  # evaluation batch size
     group_by_length: bool = False  # training batches of similar lengths: less padding, other batches (results differ)
-    seed: int = 0
+    seed: int = 0  # seeds python, numpy, torch and the data order
     # execution
     precision: str = "fp32"  # fp32 | bf16 | fp16
     deterministic: bool = False  # deterministic CUDA kernels (slower)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    cache_dir: str = ""  # tokenization cache; empty = $LORA_NB_CACHE or ~/.cache/lora_nb
+    cache_dir: str = ""  # tokenization cache; empty: $LORA_NB_CACHE or ~/.cache/lora_nb
     save_adapter: bool = True  # keep the trained LoRA + head weights (adapter.safetensors)
-    progress: str = "auto"  # auto | bar | log | none
+    progress: str = "auto"  # auto | bar | log | none (the runner sets log: no widgets under papermill)
     output_dir: str = "runs/adhoc"  # this run's directory
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise LoraNbError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}.")
+        get_method(self.method)  # an unknown method fails listing the registered ones
         if self.split not in SPLITS:
             raise LoraNbError(f"split must be one of {', '.join(SPLITS)}, not {self.split!r}.")
         if self.sora_lambda_schedule not in ("constant", "linear"):
@@ -113,14 +112,35 @@ def check_ranges(cfg: RunConfig) -> None:
              f"device must be auto, cpu, cuda or cuda:N, not {cfg.device!r}.")
     _require(cfg.progress in ("auto", "bar", "log", "none"),
              f"progress must be auto, bar, log or none, not {cfg.progress!r}.")
-    _require(cfg.method not in ("lora", "sora") or cfg.lora_r >= 1, f"lora_r must be >= 1, not {cfg.lora_r!r}.")
+    method = get_method(cfg.method)
+    if method.validate:  # its own parameters: lora_r >= 1, AdaLoRA's target_r <= init_r, ...
+        method.validate(cfg)
     _require(0 <= cfg.lora_dropout < 1, f"lora_dropout must be in [0, 1), not {cfg.lora_dropout!r}.")
     _require(0 <= cfg.warmup_ratio <= 1, f"warmup_ratio must be in [0, 1], not {cfg.warmup_ratio!r}.")
     for name in ("max_train_samples", "max_eval_samples", "weight_decay", "max_grad_norm"):
         _require(getattr(cfg, name) >= 0, f"{name} must be >= 0, not {getattr(cfg, name)!r}.")
 
 
+def use_bar(progress: str) -> bool:
+    """Whether `progress` means progress bars: 'bar', or 'auto' on a terminal (else one line per epoch, or none)."""
+    return progress == "bar" or (progress == "auto" and sys.stderr.isatty())
+
+
+def configure_progress(progress: str) -> None:
+    """The run's edge: the datasets/transformers progress bars follow `progress`, silenced unless bars are wanted
+    (papermill, logs, CI). config_from_notebook and experiment.run_experiment call it first."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+    if use_bar(progress):
+        datasets.enable_progress_bars()
+        hf_logging.enable_progress_bar()
+    else:
+        datasets.disable_progress_bars()
+        hf_logging.disable_progress_bar()
+
+
 PARAMETER_NAMES = [f.name for f in dataclasses.fields(RunConfig)]
+RUN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}  # the one set of defaults
 _TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}
 
 
@@ -170,20 +190,27 @@ def injected_parameter_names(history) -> list[str]:
 
 
 def config_from_notebook(namespace: dict) -> RunConfig:
-    """The run's parameters from a notebook's globals. A name papermill injected that is not a parameter (a typo
-    such as `-p lerning_rate 1e-3`) fails here: papermill itself only warns, and the run would use the default."""
+    """The run's parameters from a notebook's globals, and its progress bars set (the notebook's edge). A name
+    papermill injected that is not a parameter (a typo such as `-p lerning_rate 1e-3`) fails here: papermill itself
+    only warns, and the run would use the default."""
     injected = {n: namespace.get(n) for n in injected_parameter_names(namespace.get("In"))}
     check_params({n: v for n, v in injected.items() if n not in _TYPES}, "papermill parameters (-p / -f)")
-    return RunConfig.from_params({n: namespace[n] for n in PARAMETER_NAMES}, source="notebook parameters")
+    cfg = RunConfig.from_params({n: namespace[n] for n in PARAMETER_NAMES}, source="notebook parameters")
+    configure_progress(cfg.progress)
+    return cfg
 
 
 NOT_HASHED = ("output_dir", "progress", "cache_dir", "glue_dir")  # where things are, not what is computed
+# A parameter at its hash-neutral value is left out of a run's hash. That value is the parameter's default when it
+# was introduced, frozen here, so that a later change of a default never renames finished runs: lora_alpha's
+# default became 8.0 (the notebooks' value, which every grid run used) after hashes of 16.0 had been written.
+HASH_NEUTRAL = {**RUN_DEFAULTS, "lora_alpha": 16.0}
 
 
 def params_hash(params: dict) -> str:
-    """A stable hash of the parameters that define a run's result. Parameters at their RunConfig default are left
-    out, so adding a new parameter (with a default that keeps old behaviour) does not invalidate finished runs."""
-    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-    keep = {k: v for k, v in sorted(params.items())
-            if k not in NOT_HASHED and not (k in defaults and v == defaults[k] and type(v) is type(defaults[k]))}
+    """A stable hash of the parameters that define a run's result. Parameters at their hash-neutral value (the
+    default they were introduced with) are left out, so adding a parameter whose default keeps old behaviour does
+    not invalidate finished runs."""
+    keep = {k: v for k, v in sorted(params.items()) if k not in NOT_HASHED and not
+            (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k] and type(v) is type(HASH_NEUTRAL[k]))}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,26 +1,23 @@
 """One run, step by step: data -> model (+ LoRA) -> train -> recorded run directory. Notebooks call these steps."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
-from .methods import adalora
-
 from .runs import rundir
 
-from .methods import sora
-from .adapters.checkpoint import ADAPTER_FILE, init_from_mnli, save_trainable
-from .config import RunConfig, params_hash
+from .adapters import ADAPTER_FILE, init_from_mnli, save_trainable
+from .config import RunConfig, configure_progress, params_hash
 from .glue.data import load_glue, make_loader, subsample, tokenize
 from .errors import LoraNbError
-from .methods.lora import count_parameters, inject_lora, mark_trainable
+from .methods import METHODS, get_method
+from .methods.lora import count_parameters
 from .glue.splits import apply_split
-from .models import canonical_name, load_config, load_model, load_tokenizer, max_input_length
+from .models import canonical_name, load_config, load_model, load_tokenizer, max_input_length, skeleton
 from .glue.tasks import Task, get_task
-from .train import TrainConfig, check_device, configure_progress, make_optimizer, pick_device, set_seed, train
+from .train import TrainConfig, check_device, make_optimizer, optimizer_steps, pick_device, set_seed, train
 
 
 @dataclass
@@ -51,7 +48,6 @@ def prepare_data(cfg: RunConfig) -> RunData:
     """Load, split by the protocol (`split`, splits.py), subsample, tokenize (cached) and batch the task's data."""
     check_environment(cfg)
     task = get_task(cfg.task)
-    configure_progress(cfg.progress)
     tokenizer = load_tokenizer(cfg.model, cfg.tokenizer or None)
     raw, selection, tests = apply_split(load_glue(task, cfg.glue_dir or None), task, cfg.split)
     raw["train"] = subsample(raw["train"], cfg.max_train_samples)
@@ -79,17 +75,13 @@ def build_model(cfg: RunConfig, task: Task | None = None) -> nn.Module:
 
 
 def _add_method(model: nn.Module, cfg: RunConfig) -> nn.Module:
-    """The method's layers and trainable set: ft (all), lora (loralib), sora (sora.py), adalora (peft, adalora.py)."""
-    if cfg.method == "adalora":
-        return adalora.build(model, cfg)  # peft marks the adapters trainable, adalora.build the head
-    if cfg.method == "lora":
-        inject_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-    elif cfg.method == "sora":
-        sora.build(model, cfg)
-    mark_trainable(model, "ft" if cfg.method == "ft" else "lora")
+    """The method's layers and trainable set (the registry's Method.build), then the MNLI initialisation."""
+    method = get_method(cfg.method)
+    model = method.build(cfg, model)
     if cfg.init_from:
-        if cfg.method != "lora":
-            raise LoraNbError("init_from (MNLI initialisation) transfers LoRA weights: it needs method='lora'.")
+        if not method.accepts_init_from:
+            takers = " or ".join(f"method={m.name!r}" for m in METHODS.values() if m.accepts_init_from)
+            raise LoraNbError(f"init_from (MNLI initialisation) transfers LoRA weights: it needs {takers}.")
         init_from_mnli(model, cfg.init_from)
     return model
 
@@ -118,6 +110,7 @@ def train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir=No
 
 def _train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir: Path) -> dict:
     params = cfg.to_params()
+    method = get_method(cfg.method)
     set_seed(cfg.seed, cfg.deterministic)
     counts = count_parameters(model)
     rows = []
@@ -130,22 +123,19 @@ def _train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir: 
                        warmup_ratio=cfg.warmup_ratio, max_grad_norm=cfg.max_grad_norm, grad_accum=cfg.grad_accum,
                        precision=cfg.precision, progress=cfg.progress,
                        early_stopping_patience=cfg.early_stopping_patience)
-    total_steps = math.ceil(len(data.train_loader) / cfg.grad_accum) * cfg.epochs
+    total_steps = optimizer_steps(data.train_loader, tcfg)
     optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay)
-    before_zero_grad = None
-    if cfg.method == "adalora":
-        adalora.set_total_steps(model, total_steps)
-        before_zero_grad = adalora.update_hook(model)
-    elif cfg.method == "sora":
-        sora.attach(model, optimizer, total_steps, cfg)
+    before_zero_grad = method.on_training_start(cfg, model, optimizer, total_steps) \
+        if method.on_training_start else None
     result = train(model, data.train_loader, data.eval_loaders, data.task, tcfg, pick_device(cfg.device),
                    on_epoch=on_epoch, optimizer=optimizer, before_zero_grad=before_zero_grad,
                    test_loaders=data.test_loaders)
-    if cfg.save_adapter and cfg.method != "ft" and result["status"] != "nan_loss":
+    if cfg.save_adapter and method.trains_adapter and result["status"] != rundir.Status.NAN_LOSS:
         save_trainable(model, run_dir / ADAPTER_FILE, adapter_metadata(cfg, data.task))
     metrics = {
         "status": result["status"], "task": data.task.name, "model": canonical_name(cfg.model),
-        "method": cfg.method, "lora_r": cfg.lora_r if cfg.method in ("lora", "sora") else None, "seed": cfg.seed,
+        "method": cfg.method, "lora_r": cfg.lora_r if "lora_r" in method.rank_parameters else None,
+        "seed": cfg.seed,
         "split": cfg.split, "primary_metric": data.task.primary_metric, "best_epoch": result["best_epoch"],
         "best": result["best"], "test": result["test"],
         "last": {k: v for k, v in (rows[-1] if rows else {}).items()
@@ -156,31 +146,23 @@ def _train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir: 
         "peak_memory_mb": result["peak_memory_mb"],
         "params_hash": params_hash(params),
     }
-    if cfg.method in METHOD_STATE:  # final ranks / gates and the effective adapter size
-        metrics["method_state"] = METHOD_STATE[cfg.method](model)
+    if method.final_state:  # final ranks / gates and the effective adapter size
+        metrics["method_state"] = method.final_state(model)
     rundir.finish_run(run_dir, metrics)
     return metrics
-
-
-METHOD_STATE = {"adalora": adalora.method_state, "sora": sora.method_state}
 
 
 def run_experiment(cfg: RunConfig, run_dir=None, replace: bool = False) -> dict:
     """Everything for one run: prepare_data -> build_model -> train_and_record. A run directory holding another run
     is refused before any work unless `replace`."""
     rundir.needs_start(run_dir or cfg.output_dir, cfg.to_params(), replace)
+    configure_progress(cfg.progress)
     data = prepare_data(cfg)
     model = build_model(cfg, data.task)
     return train_and_record(cfg, model, data, run_dir, replace)
 
 
 def count_parameters_for(cfg: RunConfig) -> dict:
-    """Parameter counts of the run's model without loading weights (built on the meta device from its config)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    task = get_task(cfg.task)
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(load_config(cfg.model, task))
-        model = _add_method(model, RunConfig(**{**cfg.to_params(), "init_from": ""}))
+    """Parameter counts of the run's model without loading weights (its meta-device skeleton, the method added)."""
+    model = _add_method(skeleton(cfg.model, get_task(cfg.task)), RunConfig(**{**cfg.to_params(), "init_from": ""}))
     return count_parameters(model)

@@ -1,13 +1,14 @@
 """Model registry and loading: hub names, local folders, the packaged MiniLM, or random weights from a shipped config."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig
 
 from .errors import LoraNbError
 from .hub import load_from_hub
@@ -82,6 +83,21 @@ def load_config(name: str, task: Task, cls_dropout: float | None = None, **overr
     for k, v in overrides.items():
         setattr(config, k, v)
     return config
+
+
+def skeleton(model: str | PretrainedConfig, task: Task | None = None, **config_overrides) -> torch.nn.Module:
+    """The model's architecture on the meta device: every parameter's name and shape, no storage and no weights
+    (counts, PEFT's names; the shipped configs need no network). `model` is a name or folder with its `task`, as in
+    load_model, or a model's config (copied, so the skeleton never changes it). `.to_empty(device=...)` gives it
+    real, uninitialised storage."""
+    if isinstance(model, PretrainedConfig):
+        config = copy.deepcopy(model)
+    elif task is None:
+        raise LoraNbError(f"skeleton({model!r}) needs the task: the head's size is its label count.")
+    else:
+        config = load_config(model, task, **config_overrides)
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config)
 
 
 ABSOLUTE_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}  # positions start after the padding index

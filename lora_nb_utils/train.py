@@ -1,4 +1,5 @@
-"""The training loop: AdamW, linear warmup/decay, clipping, accumulation, per-epoch evaluation, best epoch."""
+"""The training loop: AdamW, linear warmup/decay, clipping, accumulation, per-epoch evaluation, best epoch. Its one
+training step (TrainStep) and one prediction loop (predict) are the ones the benchmarks time."""
 from __future__ import annotations
 
 import contextlib
@@ -6,7 +7,6 @@ import math
 import os
 import random
 import resource
-import sys
 import time
 from dataclasses import dataclass
 
@@ -16,10 +16,12 @@ from torch import nn
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from .config import use_bar
 from .errors import LoraNbError
 from .methods.lora import lora_merged
 from .glue.metrics import compute_metrics, is_collapsed, predictions_from_logits
 from .glue.tasks import Task
+from .runs.rundir import Status
 
 NAN_CHECK_EVERY = 50  # optimizer steps between loss checks (each check syncs with the device)
 
@@ -128,6 +130,17 @@ def evaluate(model: nn.Module, loaders: dict, task: Task, device: torch.device, 
 
 
 def _evaluate_split(model, loader, task, device, precision):
+    logits, labels = predict(model, loader, device, precision)
+    preds = predictions_from_logits(task, logits.numpy())
+    return compute_metrics(task, preds, labels.numpy()), is_collapsed(task, preds)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, device, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """The one prediction loop (evaluate and the benchmarks): in eval mode, under autocast at `precision`, the logits
+    (float32) and labels of every batch of `loader`, in order, on the CPU."""
+    device = torch.device(device)
+    model.eval()
     logits, labels = [], []
     for batch in loader:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -135,48 +148,77 @@ def _evaluate_split(model, loader, task, device, precision):
             out = model(**{k: v for k, v in batch.items() if k != "labels"})
         logits.append(out.logits.float().cpu())
         labels.append(batch["labels"].cpu())
-    preds = predictions_from_logits(task, torch.cat(logits).numpy())
-    return compute_metrics(task, preds, torch.cat(labels).numpy()), is_collapsed(task, preds)
+    return torch.cat(logits), torch.cat(labels)
 
 
-def _use_bar(progress: str) -> bool:
-    return progress == "bar" or (progress == "auto" and sys.stderr.isatty())
+class TrainStep:
+    """The one training step (train and the benchmarks): `backward(batch)` runs the forward pass under autocast at
+    `precision` and the backward pass of the loss divided by the micro-batches of a step (scaled for fp16);
+    `update()` then clips the gradients (max_grad_norm > 0), steps AdamW, the fp16 scaler and the schedule, calls
+    `before_zero_grad(steps)` while the gradients are still there (AdaLoRA's update_and_allocate reads them) and
+    zeroes them. `step(batch)`: both, for one micro-batch a step; returns the loss."""
+
+    def __init__(self, model: nn.Module, optimizer, device, precision: str = "fp32", max_grad_norm: float = 1.0,
+                 grad_accum: int = 1, scheduler=None, before_zero_grad=None):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.device, self.precision = torch.device(device), precision
+        self.max_grad_norm, self.grad_accum, self.before_zero_grad = max_grad_norm, grad_accum, before_zero_grad
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.steps = 0  # optimizer steps taken
+
+    def backward(self, batch: dict) -> torch.Tensor:
+        with autocast_context(self.device, self.precision):
+            loss = self.model(**batch).loss
+        self.scaler.scale(loss / self.grad_accum).backward()
+        return loss
+
+    def update(self) -> None:
+        if self.max_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.steps += 1
+        if self.before_zero_grad is not None:
+            self.before_zero_grad(self.steps)
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self, batch: dict) -> float:
+        loss = self.backward(batch)
+        self.update()
+        return loss.item()
 
 
-def configure_progress(progress: str) -> None:
-    """Silence the datasets/transformers progress bars unless bars are wanted (papermill, logs, CI)."""
-    import datasets
-    from transformers.utils import logging as hf_logging
-    if _use_bar(progress):
-        datasets.enable_progress_bars()
-        hf_logging.enable_progress_bar()
-    else:
-        datasets.disable_progress_bars()
-        hf_logging.disable_progress_bar()
+def optimizer_steps(train_loader, config: TrainConfig) -> int:
+    """Optimizer steps of the whole run: the learning-rate schedule's length (methods that follow the schedule, such
+    as AdaLoRA's budget and SoRA's lambda, are given the same number)."""
+    return math.ceil(len(train_loader) / config.grad_accum) * config.epochs
 
 
 def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config: TrainConfig,
-          device: torch.device, on_epoch=None, optimizer=None, step_hook=None, before_zero_grad=None,
+          device: torch.device, on_epoch=None, optimizer=None, before_zero_grad=None,
           test_loaders: dict | None = None) -> dict:
     """Train and evaluate after every epoch. `on_epoch(row)` gets each epoch's row (e.g. to write epochs.csv);
-    `step_hook(step)` runs after each optimizer step; `before_zero_grad(step)` runs after the optimizer step while
-    the gradients are still there (AdaLoRA's update_and_allocate reads them). `test_loaders` (split 'sora') are
-    evaluated every epoch too, as `test_*` columns; they never pick the best epoch: `test` holds their metrics at the
-    best epoch. With `early_stopping_patience` p > 0, training stops once p epochs in a row brought no better
-    selection score (the schedule still spans `epochs`, so a stopped run is the first epochs of the full one).
+    `before_zero_grad(step)` runs after each optimizer step while the gradients are still there (AdaLoRA's
+    update_and_allocate reads them). `test_loaders` (split 'sora') are evaluated every epoch too, as `test_*` columns;
+    they never pick the best epoch: `test` holds their metrics at the best epoch. With `early_stopping_patience`
+    p > 0, training stops once p epochs in a row brought no better selection score (the schedule still spans
+    `epochs`, so a stopped run is the first epochs of the full one).
     Returns rows, best epoch, its metrics, whether it stopped early, wall and process CPU seconds, and a status:
     'ok', 'nan_loss' (training stopped) or 'collapsed' (the best epoch predicts one class)."""
     if config.grad_accum < 1:
         raise LoraNbError("grad_accum must be >= 1.")
     model.to(device)
     optimizer = optimizer or make_optimizer(model, config.learning_rate, config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = optimizer_steps(train_loader, config)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    stepper = TrainStep(model, optimizer, device, config.precision, config.max_grad_norm, config.grad_accum,
+                        scheduler, before_zero_grad)
     primary = task.primary_metric
-    rows, best, best_metrics, best_test, status, step, stopped_early = [], None, {}, {}, "ok", 0, False
+    rows, best, best_metrics, best_test, status, stopped_early = [], None, {}, {}, Status.OK, False
     start, cpu_start = time.perf_counter(), time.process_time()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -184,40 +226,27 @@ def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config
     for epoch in range(1, config.epochs + 1):
         model.train()
         t0, loss_sum, n_batches, n_samples = time.perf_counter(), torch.zeros((), device=device), 0, 0
-        batches = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not _use_bar(config.progress))
+        batches = tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not use_bar(config.progress))
         for i, batch in enumerate(batches):
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast_context(device, config.precision):
-                loss = model(**batch).loss
-            scaler.scale(loss / config.grad_accum).backward()
+            loss = stepper.backward(batch)
             loss_sum += loss.detach().float()
             n_batches += 1
             n_samples += batch["labels"].shape[0]
             if (i + 1) % config.grad_accum == 0 or i + 1 == len(train_loader):
-                if config.max_grad_norm > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step += 1
-                if before_zero_grad is not None:
-                    before_zero_grad(step)
-                optimizer.zero_grad(set_to_none=True)
-                if step_hook is not None:
-                    step_hook(step)
-                if step % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                stepper.update()
+                if stepper.steps % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
                     break
         train_loss = (loss_sum / max(n_batches, 1)).item()
         if not math.isfinite(train_loss):
-            status = "nan_loss"
+            status = Status.NAN_LOSS
             print(f"epoch {epoch}: training loss is {train_loss}; stopping (lower the learning rate, or use fp32).")
             break
         train_seconds = time.perf_counter() - t0
         metrics, collapsed = evaluate(model, eval_loaders, task, device, config.precision)
         test = {f"test_{k}": v for k, v in evaluate(model, test_loaders, task, device, config.precision)[0].items()} \
             if test_loaders else {}
-        row = {"epoch": epoch, "step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
+        row = {"epoch": epoch, "step": stepper.steps, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                "train_seconds": train_seconds, "samples_per_second": n_samples / train_seconds,
                **metrics, **test, "collapsed": collapsed}
         rows.append(row)
@@ -236,8 +265,8 @@ def train(model: nn.Module, train_loader, eval_loaders: dict, task: Task, config
                 print(f"early stop: no better {primary} for {config.early_stopping_patience} epoch(s); "
                       f"best epoch {best['epoch']}", flush=True)
             break
-    if status == "ok" and best is not None and best["collapsed"]:
-        status = "collapsed"
+    if status == Status.OK and best is not None and best["collapsed"]:
+        status = Status.COLLAPSED
     return {"status": status, "epochs": rows, "best_epoch": best["epoch"] if best else None,
             "best": best_metrics, "test": best_test, "epochs_run": len(rows), "stopped_early": stopped_early,
             "train_seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu_start,

@@ -23,18 +23,10 @@ from lora_nb_utils.config import RunConfig
 from lora_nb_utils.experiment import run_experiment
 from lora_nb_utils.models import resolve_source
 
-from tests.conftest import TINY
+from tests.conftest import FAKE_NOTEBOOK_PARAMS, TINY
 from lora_nb_utils.paths import repo_root
 
-NOTEBOOK_PARAMS = '''model: str = "minilm"  # model
-task: str = "sst2"  # task
-method: str = "lora"  # method
-lora_r: int = 8  # rank
-learning_rate: float = 5.0e-4  # lr
-seed: int = 0  # seed
-init_from: str = ""  # MNLI init
-output_dir: str = "runs/x"  # run directory
-progress: str = "auto"  # progress'''
+NOTEBOOK_PARAMS = FAKE_NOTEBOOK_PARAMS
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -243,7 +235,7 @@ CASES = [
      r"e\.g\."),
     ("run bad method", lambda ws: ["run", str(ws / "g_epochs.yaml")], r"method must be one of", r"ft, lora"),
     ("run unknown block key", lambda ws: ["run", str(ws / "g_block_key.yaml")], r"unknown block keys \['parms'\]",
-     r"use params_file, params, matrix"),
+     r"use notebook, params_file, params, matrix"),
     ("run notebook missing", lambda ws: ["run", str(ws / "g_no_notebook.yaml")], r"missing.ipynb' does not exist",
      r"set the grid's 'notebook'"),
     ("run output root below a file", lambda ws: ["run", str(ws / "g_root_file.yaml")], r"is a file, not a folder",

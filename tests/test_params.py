@@ -79,7 +79,7 @@ def test_a_grid_must_state_how_much_data_it_uses(tmp_path):
     grid = tmp_path / "g.yaml"
     grid.write_text("notebook: notebooks/01_roberta_base.ipynb\nblocks:\n  - params: {max_eval_samples: 0}\n"
                     "    matrix: {task: [rte]}\n")
-    with pytest.raises(LoraNbError, match="state max_train_samples .*smoke run"):
+    with pytest.raises(LoraNbError, match=r"state max_train_samples in the grid or its params file \(0 = the whole split\)"):
         load_plan(grid)
     grid.write_text(grid.read_text().replace("{max_eval_samples: 0}", "{max_eval_samples: 0, max_train_samples: 0}"))
     assert load_plan(grid).runs[0].params["max_train_samples"] == 0

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from lora_nb_utils import RunConfig, get_task, inject_lora, mark_trainable, run_experiment
 from lora_nb_utils.glue.data import load_glue, make_loader, subsample, tokenize
@@ -87,7 +86,7 @@ def test_same_seed_gives_identical_metrics_on_real_minilm(glue_dir, tmp_path):
         epochs = (tmp_path / name / "epochs.csv").read_text().splitlines()
         scores = [line.split(",")[:4] + line.split(",")[6:] for line in epochs]  # drop timing columns
         return metrics, scores
-    (m1, e1), (m2, e2), (m3, e3) = run(3, "a"), run(3, "b"), run(4, "c")
+    (m1, e1), (m2, e2), (_, e3) = run(3, "a"), run(3, "b"), run(4, "c")
     assert m1["best"] == m2["best"] and e1 == e2
     assert e1 != e3  # a different seed is a different run
     manifest = read_json(tmp_path / "a" / "manifest.json")
@@ -109,3 +108,28 @@ def test_early_stopping_stops_after_patience_epochs_without_a_better_score(glue_
     assert result["epochs_run"] == len(result["epochs"]) == epochs_run
     assert result["stopped_early"] == (patience > 0)
     assert result["cpu_seconds"] > 0
+
+
+def test_optimizer_steps_is_the_schedules_length_for_every_caller():
+    """train's schedule and the methods that follow it (AdaLoRA's budget, SoRA's lambda) count steps in one place."""
+    from lora_nb_utils.train import optimizer_steps
+    batches = [None] * 10
+    assert optimizer_steps(batches, TrainConfig(epochs=2, grad_accum=3)) == 8  # 4 steps an epoch, the last short
+    assert optimizer_steps(batches, TrainConfig(epochs=3)) == 30
+
+
+@pytest.mark.parametrize("progress, bars", [("none", False), ("log", False), ("bar", True)])
+def test_the_notebooks_edge_sets_the_progress_bars(progress, bars):
+    """config_from_notebook (and run_experiment) set the datasets/transformers bars; the data step no longer does."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    from lora_nb_utils.config import PARAMETER_NAMES, config_from_notebook
+    namespace = {**RunConfig(progress=progress).to_params(), "In": []}
+    try:
+        config_from_notebook({n: namespace[n] for n in (*PARAMETER_NAMES, "In")})
+        assert datasets.utils.are_progress_bars_disabled() is not bars
+        assert hf_logging.is_progress_bar_enabled() is bars
+    finally:
+        datasets.disable_progress_bars()
+        hf_logging.disable_progress_bar()

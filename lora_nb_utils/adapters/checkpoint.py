@@ -1,4 +1,5 @@
-"""Save and load the trainable state (LoRA + head) as a small safetensors file, and the paper's MNLI initialisation."""
+"""Our adapter format: the trainable state (LoRA + head) as a small safetensors file with JSON metadata, and the paper's
+MNLI initialisation from it."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from torch import nn
 
 from ..errors import LoraNbError
 from ..methods.lora import is_head_parameter, is_lora_parameter
+from .state import load_state
 
 ADAPTER_FILE = "adapter.safetensors"
 
@@ -60,48 +62,15 @@ def read_tensors(path) -> dict[str, torch.Tensor]:
         raise _unreadable(path, e) from None
 
 
-def check_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Every tensor of `state` names a parameter of the model with the same shape; else a LoraNbError naming the
-    first mismatching key and its likely cause (another LoRA rank, another model size or family)."""
-    params = dict(model.named_parameters())
-    for key, tensor in state.items():
-        if key not in params:
-            raise LoraNbError(f"{source}: key {key!r} has no parameter in this model (a different model family or "
-                              "size, missing layers, LoRA on other modules, or another method?).")
-        if tuple(params[key].shape) != tuple(tensor.shape):
-            hint = "a different model size or head"
-            if is_lora_parameter(key):
-                dim = 0 if key.endswith("lora_A") else -1
-                r_file, r_model = tensor.shape[dim], params[key].shape[dim]
-                hint = (f"file r={r_file}, model r={r_model}: inject LoRA with r={r_file}" if r_file != r_model else
-                        f"same r={r_file}, other layer widths: a different model size, e.g. base vs large")
-            raise LoraNbError(f"{source}: shape mismatch at {key!r}: file {tuple(tensor.shape)} vs model "
-                              f"{tuple(params[key].shape)} ({hint}).")
-
-
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> list[str]:
-    """Copy tensors into the model's parameters by name, checking names and shapes first; returns the names loaded."""
-    check_state(model, state, source)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for key, tensor in state.items():
-            params[key].copy_(tensor.to(params[key].dtype))
-    return list(state)
-
-
 def load_trainable(model: nn.Module, path) -> list[str]:
     """Load a whole saved trainable state (LoRA + head) into a model with the same LoRA layout."""
     p = resolve_adapter(path)
     return load_state(model, read_tensors(p), source=str(p))
 
 
-def init_from_mnli(model: nn.Module, path) -> list[str]:
-    """The paper's MNLI initialisation: copy only the LoRA matrices (and the pooler, where there is one) from an
-    MNLI-trained adapter; the task's classification head stays freshly initialised. The LoRA authors' released
-    `.bin` files (microsoft/LoRA) work too: their LoRA matrices only (see interop.load_official_checkpoint)."""
-    if Path(path).is_file() and Path(path).suffix in (".bin", ".pt", ".pth"):
-        from .interop import init_from_official
-        return init_from_official(model, path)
+def init_from_adapter(model: nn.Module, path) -> list[str]:
+    """The paper's MNLI initialisation from our adapter (file or run directory): copy only the LoRA matrices (and the
+    pooler, where there is one); the task's classification head stays freshly initialised."""
     p = resolve_adapter(path)
     state = read_tensors(p)
     keep = {k: v for k, v in state.items()

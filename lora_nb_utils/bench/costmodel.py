@@ -20,16 +20,17 @@ import pandas as pd
 import yaml
 
 from ..errors import LoraNbError
-from ..glue.tasks import get_task
+from ..glue.splits import SORA_LARGE_TASKS, SORA_LARGE_VALIDATION, holdout_size
+from ..glue.tasks import TASK_ORDER, get_task
+from ..models import skeleton
+from ..methods import METHODS
 from ..paper import REFERENCE_DIR
 from ..paths import repo_root
+from ..runs.rundir import is_finished
 
 THROUGHPUT_CSV = REFERENCE_DIR / "throughput.csv"
 LENGTHS_CSV = REFERENCE_DIR / "task_lengths.csv"
-GLUE_TRAIN_SIZES = {"mnli": 392702, "qqp": 363846, "qnli": 104743, "sst2": 67349, "cola": 8551, "stsb": 5749,
-                    "mrpc": 3668, "rte": 2490}
 TABLE2_MODELS = ("roberta-base", "roberta-large", "deberta-v2-xxlarge")
-TABLE2_TASKS = ("mnli", "sst2", "mrpc", "cola", "qnli", "qqp", "rte", "stsb")
 
 
 def load_throughput(path=None) -> pd.DataFrame:
@@ -60,14 +61,8 @@ def expected_padded_length(task: str, batch_size: int, max_seq_len: int, padding
 
 @lru_cache(maxsize=None)
 def model_parameters(model: str) -> int:
-    """All parameters of the architecture (meta device, no weights; the 2-label head)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from ..models import load_config
-    with torch.device("meta"):
-        m = AutoModelForSequenceClassification.from_config(load_config(model, get_task("sst2")))
-    return sum(p.numel() for p in m.parameters())
+    """All parameters of the architecture (its meta-device skeleton, no weights; the 2-label head)."""
+    return sum(p.numel() for p in skeleton(model, get_task("sst2")).parameters())
 
 
 def _device_rows(table: pd.DataFrame, device: str | None) -> tuple[pd.DataFrame, str]:
@@ -85,7 +80,7 @@ def samples_per_s(model: str, method: str, seq_len: float, device: str | None = 
                   table: pd.DataFrame | None = None) -> tuple[float, str]:
     """(training samples/s, how it was obtained) for `model` and `method` at padded length `seq_len`."""
     rows, device = _device_rows(load_throughput() if table is None else table, device)
-    method = "lora" if method in ("lora", "sora", "adalora") else "ft"
+    method = "lora" if method in METHODS and METHODS[method].trains_adapter else "ft"  # the rows bench measures
     rows = rows[rows["method"] == method]
     if rows.empty:
         raise LoraNbError(f"no {method!r} throughput on {device} in {THROUGHPUT_CSV.name}.")
@@ -115,8 +110,8 @@ def estimate_run_hours(model: str, task: str, epochs: int, batch_size: int, max_
                        train_rows: int | None = None, device: str | None = None, padding: str = "dynamic",
                        table: pd.DataFrame | None = None) -> dict:
     """Training hours of one run (see the module docstring)."""
-    task = get_task(task).name
-    rows = train_rows if train_rows else GLUE_TRAIN_SIZES[task]
+    spec = get_task(task)
+    task, rows = spec.name, train_rows if train_rows else spec.train_rows
     length = expected_padded_length(task, batch_size, max_seq_len, padding)
     sps, basis = samples_per_s(model, method, length, device, table)
     samples = rows * epochs
@@ -135,7 +130,7 @@ def table2_estimates(params_root=None, device: str | None = None, padding: str =
     root = Path(params_root) if params_root else _repo_params()
     out = []
     for model in TABLE2_MODELS:
-        for task in TABLE2_TASKS:
+        for task in TASK_ORDER:
             f = root / model / f"{task}.yaml"
             if not f.is_file():
                 continue
@@ -150,7 +145,6 @@ def estimate_plan_hours(plan, device: str | None = None, padding: str = "dynamic
     """Training hours of every run of a plan (lora_nb_utils.grid.load_plan), and the total; confirm runs of sweep
     groups not chosen yet are counted at their group's first candidate (the swept values do not change the cost).
     Returns {'runs': [...], 'total_hours', 'todo_hours' (runs not finished), 'device', 'bases', 'early_stopping'}."""
-    from ..runs.rundir import is_finished
     table = load_throughput()
     _, device = _device_rows(table, device)
     planned = [(r.name, r.params, is_finished(r.run_dir, r.hash)) for r in plan.runs]
@@ -170,12 +164,11 @@ def estimate_plan_hours(plan, device: str | None = None, padding: str = "dynamic
 def _train_rows(params: dict) -> int | None:
     """Training rows of a run: the split's training part (split holdout / sora carve selection rows out of it),
     capped by max_train_samples; None = the whole GLUE training set."""
-    from ..glue.splits import SORA_LARGE_TASKS, SORA_LARGE_VALIDATION, holdout_size
-    task = get_task(params["task"]).name
-    rows = GLUE_TRAIN_SIZES[task]
+    task = get_task(params["task"])
+    rows = task.train_rows
     if params.get("split") == "holdout":
         rows -= holdout_size(rows)
-    elif params.get("split") == "sora" and task in SORA_LARGE_TASKS:
+    elif params.get("split") == "sora" and task.name in SORA_LARGE_TASKS:
         rows -= SORA_LARGE_VALIDATION
     cap = params.get("max_train_samples") or 0
     return min(rows, cap) if cap > 0 else rows

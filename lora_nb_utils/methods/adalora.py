@@ -13,19 +13,24 @@ import torch
 from torch import nn
 
 from ..errors import LoraNbError
-from .lora import find_target_modules, is_head_parameter
+from . import register_method
+from .lora import find_target_modules, is_head_parameter, lora_and_head
+
+
+def check_ranks(cfg) -> None:
+    """RunConfig's check: the average final rank fits between 1 and the initial rank."""
+    if cfg.adalora_target_r > cfg.adalora_init_r or cfg.adalora_target_r < 1:
+        raise LoraNbError(f"adalora_target_r ({cfg.adalora_target_r}) must be between 1 and adalora_init_r "
+                          f"({cfg.adalora_init_r}).")
 
 
 def build(model: nn.Module, cfg) -> nn.Module:
     """Wrap the model in peft's AdaLoraModel (its forward adds the orthogonal regulariser to the loss) on the
     modules our `lora_targets` select; the classification head (+ pooler) trains too. `total_step` is set once the
-    data size is known (`set_total_steps`, called by experiment.train_and_record)."""
+    data size is known (`set_total_steps`, called by `start_training`)."""
     from peft import AdaLoraConfig
     from peft.tuners.adalora import AdaLoraModel
 
-    if cfg.adalora_target_r > cfg.adalora_init_r or cfg.adalora_target_r < 1:
-        raise LoraNbError(f"adalora_target_r ({cfg.adalora_target_r}) must be between 1 and adalora_init_r "
-                          f"({cfg.adalora_init_r}).")
     config = AdaLoraConfig(
         init_r=cfg.adalora_init_r, target_r=cfg.adalora_target_r, tinit=cfg.adalora_tinit,
         tfinal=cfg.adalora_tfinal, deltaT=cfg.adalora_delta_t, beta1=cfg.adalora_beta1, beta2=cfg.adalora_beta2,
@@ -73,3 +78,15 @@ def method_state(tuner: nn.Module) -> dict:
             "total_step": config.total_step,
             "params_allocated": sum(config.init_r * per_rank[n] for n in layers),
             "effective_params": sum(ranks[n] * per_rank[n] for n in layers)}
+
+
+def start_training(cfg, tuner: nn.Module, optimizer, total_steps: int):
+    """The budget schedule gets the run's steps; the rank allocator runs before every zero_grad."""
+    set_total_steps(tuner, total_steps)
+    return update_hook(tuner)
+
+
+register_method(name="adalora", title="AdaLoRA", changes_model=lambda cfg, model: build(model, cfg),
+                trains=lora_and_head, parameters=("lora_alpha", "lora_targets", "adalora_init_r", "adalora_target_r"),
+                rank_parameters=("adalora_init_r", "adalora_target_r"), validate=check_ranks,
+                on_training_start=start_training, final_state=method_state)

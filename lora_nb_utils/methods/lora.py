@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import LoraNbError
+from . import register_method
 
 # Target names -> module-name patterns (BERT/RoBERTa names first, DeBERTa-v2/v3 names second).
 TARGET_PATTERNS: dict[str, tuple[str, ...]] = {
@@ -78,6 +79,27 @@ def is_lora_parameter(name: str) -> bool:
     return "lora_" in name
 
 
+def lora_modules(model: nn.Module) -> dict[str, loralib.Linear]:
+    """The model's LoRA layers by module name."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, loralib.Linear) and m.r > 0}
+
+
+def require_lora(model: nn.Module, source: str, r: int = 8) -> dict[str, loralib.Linear]:
+    """The model's LoRA layers; none fails naming the fix (inject first, with the rank `r` of what is loaded)."""
+    modules = lora_modules(model)
+    if not modules:
+        raise LoraNbError(f"{source}: this {type(model).__name__} has no LoRA layers. Inject them first with the "
+                          f"checkpoint's rank and targets, e.g. inject_lora(model, r={r}, targets='query,value').")
+    return modules
+
+
+def set_lora_alpha(model: nn.Module, lora_alpha: float) -> None:
+    """Set alpha on every LoRA layer, and the scaling loralib derives from it at construction (alpha / r)."""
+    for m in lora_modules(model).values():
+        m.lora_alpha = lora_alpha
+        m.scaling = lora_alpha / m.r
+
+
 def mark_trainable(model: nn.Module, method: str) -> None:
     """'ft': everything trains. 'lora': exactly the LoRA matrices and the classification head train."""
     if method == "ft":
@@ -85,7 +107,12 @@ def mark_trainable(model: nn.Module, method: str) -> None:
             p.requires_grad = True
         return
     for name, p in model.named_parameters():
-        p.requires_grad = is_lora_parameter(name) or is_head_parameter(name)
+        p.requires_grad = lora_and_head(name)
+
+
+def lora_and_head(name: str) -> bool:
+    """What trains beside a frozen model (LoRA, SoRA, AdaLoRA): the LoRA matrices and the classification head."""
+    return is_lora_parameter(name) or is_head_parameter(name)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
@@ -141,3 +168,18 @@ def merge_lora(model: nn.Module) -> nn.Module:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, plain)
     return model
+
+
+def add_lora(cfg, model: nn.Module) -> nn.Module:
+    inject_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+    return model
+
+
+def check_rank(cfg) -> None:
+    if cfg.lora_r < 1:
+        raise LoraNbError(f"lora_r must be >= 1, not {cfg.lora_r!r}.")
+
+
+register_method(name="lora", title="LoRA", changes_model=add_lora, trains=lora_and_head,
+                parameters=("lora_r", "lora_alpha", "lora_targets"), rank_parameters=("lora_r",),
+                validate=check_rank, accepts_init_from=True)

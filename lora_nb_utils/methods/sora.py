@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .lora import inject_lora
+from . import register_method
+from .lora import check_rank, inject_lora, lora_and_head
 
 GATE = "lora_gate"  # the parameter name: contains "lora_", so it is trainable and saved like the LoRA matrices
 
@@ -106,3 +107,12 @@ def prune_sora(model: nn.Module) -> dict[str, int]:
         m.r = int(keep.sum())
         kept[name] = m.r
     return kept
+
+
+def start_training(cfg, model: nn.Module, optimizer: torch.optim.Optimizer, total_steps: int) -> None:
+    attach(model, optimizer, total_steps, cfg)
+
+
+register_method(name="sora", title="SoRA", changes_model=lambda cfg, model: build(model, cfg), trains=lora_and_head,
+                parameters=("lora_r", "lora_alpha", "lora_targets", "sora_lambda"), rank_parameters=("lora_r",),
+                validate=check_rank, on_training_start=start_training, final_state=method_state)

@@ -1,7 +1,7 @@
 """The fair comparison in the report: what each method's sweep chose on held-out data (selection.json) and what the
 chosen values give on the reported set, with the cost of getting there (sweep runs included).
 
-A run counts for a method's score only at its chosen value (report.table2_runs leaves the other swept values out);
+A run counts for a method's score only at its chosen value (select.table2_runs leaves the other swept values out);
 its cost counts every run of the sweep. Chance level: always predicting the majority class of the GLUE validation
 set (accuracy), 0 for Matthews and Pearson correlations; a task where a method stays within CHANCE_MARGIN of it is
 not counted as a match.
@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .core import (FT_TOLERANCE, METHOD_NAMES, METHOD_ORDER, TASK_LABELS, human_count, main_runs, model_label,
-                     signed, task_order)
+from ..glue.tasks import TASK_LABELS
+from .format import METHOD_NAMES, METHOD_ORDER, human_count, model_label, signed, task_order, value_text
+from .select import main_runs
+from .verdicts import FT_TOLERANCE
 
 CHANCE = {"sst2": 50.9, "mrpc": 68.4, "rte": 52.7, "cola": 0.0, "stsb": 0.0, "qnli": 50.5, "qqp": 63.2,
           "mnli": 35.4}  # x100, majority class of the GLUE validation set (MNLI: matched)
 CHANCE_MARGIN = 2.0  # points above chance a median must reach to count as learned
-
-
-def value_text(v) -> str:
-    """A swept value as people write it: 5e-4, 2e-5, 0.4."""
-    v = float(v)
-    return f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e") if 0 < abs(v) < 0.01 else f"{v:g}"
 
 
 def _values_text(values: dict) -> str:
@@ -61,7 +57,8 @@ def selection_view(selection: dict) -> pd.DataFrame:
         return frame
     frame["_t"] = frame["_task"].map({t: i for i, t in enumerate(task_order(frame["_task"]))})
     frame["_m"] = frame["_method"].map(lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER))
-    return frame.sort_values(["Model", "_t", "_m"]).drop(columns=["_task", "_method", "_t", "_m"]).reset_index(drop=True)
+    frame = frame.sort_values(["Model", "_t", "_m"])
+    return frame.drop(columns=["_task", "_method", "_t", "_m"]).reset_index(drop=True)
 
 
 def fair_comparison(results: pd.DataFrame) -> pd.DataFrame:
@@ -158,7 +155,8 @@ def fair_findings(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> lis
     if not lf.empty:
         counted = lf[lf["verdict"] != "chance"]
         matched = counted[counted["verdict"] == "match"]
-        per_task = "; ".join(f"{TASK_LABELS.get(r.task, r.task)} {signed(r.diff)} ({r.verdict})" for r in lf.itertuples())
+        per_task = "; ".join(f"{TASK_LABELS.get(r.task, r.task)} {signed(r.diff)} ({r.verdict})"
+                             for r in lf.itertuples())
         out.append(f"LoRA minus FT at each method's chosen learning rate (median over seeds, x100): {per_task}. "
                    f"LoRA is within {tolerance:g} point of FT on {len(matched)} of {len(lf)} task(s)"
                    + (f" ({len(lf) - len(counted)} with a method at chance level, not counted)"

@@ -1,14 +1,20 @@
 """The report's figures (seaborn), each from the runs: scores per task with seeds as dots, the rank ablation,
 convergence curves against optimizer steps and training time, and score against cost (trainable parameters, peak
 memory, training time) with the Pareto front. Each plot_* returns a matplotlib figure, or None with nothing to plot.
-Sizes fit the printed page (A4 portrait, 7.2 inches of text width)."""
+Sizes fit the printed page (A4 portrait, 7.2 inches of text width); render.show_figure displays them.
+
+matplotlib and seaborn are optional (not package dependencies): imported where used, in the notebook kernel."""
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pandas as pd
 
-from .core import (TASK_LABELS, aggregate, config_key, config_labels, cost_table, main_runs, message,
-                     model_label, rank_ablation, task_order, training_curves)
+from ..glue.tasks import TASK_LABELS
+from .format import config_key, config_labels, message, model_label, task_order
+from .select import main_runs
+from .stats import aggregate, cost_table, rank_ablation, training_curves
 
 WIDTH = 7.2  # inches: the printed page's text width
 FIXED_COLORS = {"FT": "#3a3a3a", "LoRA r=8": "#1f77b4", "AdaLoRA": "#ff7f0e", "SoRA": "#2ca02c"}
@@ -31,6 +37,18 @@ def palette(configs) -> dict:
 def _style():
     import matplotlib.pyplot as plt
     return plt.rc_context(STYLE)
+
+
+@contextlib.contextmanager
+def _fixed_jitter(seed: int = 0):
+    """seaborn's stripplot jitters with numpy's global generator: fixed here (and restored after), so the same runs
+    give the same figure, byte for byte."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def _task_blocks(n_tasks: int, per_task: int, height: float, max_cols: int = 5, top: float = 0.3):
@@ -75,7 +93,7 @@ def plot_scores(results: pd.DataFrame):
     order = list(pal)
     tasks = task_order(ok["task"])
     models = sorted(ok["model"].unique())
-    with _style():
+    with _style(), _fixed_jitter():
         fig, axes = _task_blocks(len(tasks) * len(models), 1, 1.9, top=0)
         for (ax,), (model, task) in zip(axes, [(m, t) for m in models for t in tasks]):
             d = ok[(ok["model"] == model) & (ok["task"] == task)]
@@ -202,41 +220,3 @@ def plot_cost_vs_score(results: pd.DataFrame):
                 ax.margins(x=0.15, y=0.2)
         _legend_and_layout(fig, pal, line=False)
     return fig
-
-
-def figure_html(fig, caption: str = "", dpi: int = 192) -> str:
-    """A figure as one HTML block: the PNG (drawn at twice the screen's 96 dpi, shown at its size in inches) and its
-    caption below, kept together on the printed page."""
-    import base64
-    import html
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.03)
-    from PIL import Image
-    width = Image.open(io.BytesIO(buf.getvalue())).size[0] * 96 // dpi
-    img = (f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}" '
-           f'style="width: {width}px; max-width: 100%"/>')
-    cap = f'<figcaption class="caption">{html.escape(caption)}</figcaption>' if caption else ""
-    return f'<figure class="keep">{img}{cap}</figure>'
-
-
-def show_figure(fig, caption: str = "") -> None:
-    """Display a figure in the notebook with its caption below, and close it (None: nothing is displayed)."""
-    if fig is None:
-        return
-    import matplotlib.pyplot as plt
-    from IPython.display import HTML, display
-    display(HTML(figure_html(fig, caption)))
-    plt.close(fig)
-
-
-def show_images(items) -> None:
-    """PNG files side by side (two to a row) with their captions: [(caption, path)]."""
-    import base64
-
-    from IPython.display import HTML, display
-    cells = [f'<figure style="flex: 1 1 48%; margin: 0"><img src="data:image/png;base64,'
-             f'{base64.b64encode(path.read_bytes()).decode()}" style="width: 100%"/>'
-             f'<figcaption class="caption">{caption}</figcaption></figure>' for caption, path in items]
-    if cells:
-        display(HTML(f'<div class="keep" style="display: flex; gap: 2%">{"".join(cells)}</div>'))

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .core import (EXCLUDED, FT_TOLERANCE, METHOD_NAMES, METHOD_ORDER, PAPER_RANK, TASK_LABELS, TASK_ORDER,
-                     _empty, _has_runs, config_labels, human_count, message, model_label, reported_scores,
-                     seed_range, signed, sora_sweep)
+from ..glue.tasks import TASK_LABELS, TASK_ORDER
+from .format import (METHOD_NAMES, METHOD_ORDER, NothingToShow, config_labels, human_count, message, model_label,
+                     seed_range, signed, trains_adapter)
+from .select import EXCLUDED, PAPER_RANK, has_runs, reported_scores, sora_sweep
+from .verdicts import FT_TOLERANCE, cells_text, claim
 
 NO_METHODS = "No finished AdaLoRA or SoRA runs beside other methods on the same task yet."
 
@@ -16,16 +18,16 @@ def _effective(g: pd.DataFrame) -> float:
     """Adapter parameters that remain after training: AdaLoRA / SoRA record them; LoRA keeps all; FT has none."""
     if "effective_params" in g and g["effective_params"].notna().any():
         return g["effective_params"].median()
-    return g["lora_params"].median() if g["method"].iloc[0] != "ft" else float("nan")
+    return g["lora_params"].median() if trains_adapter(g["method"].iloc[0]) else float("nan")
 
 
-def methods_comparison(results: pd.DataFrame) -> pd.DataFrame:
+def methods_comparison(results: pd.DataFrame) -> pd.DataFrame | NothingToShow:
     """One row per model and method: per task 'mean ± std' of the reported score x100 over seeds (the test part for
     split 'sora'), the number of seeds, the trainable parameters (with the head) and the adapter parameters left
     after training (AdaLoRA's final ranks, SoRA's non-zero gates)."""
     ok = reported_scores(results)  # empty, with its columns, when there are no runs
     if not ok["method"].isin(["adalora", "sora"]).any() or ok.groupby("task")["method"].nunique().max() < 2:
-        return _empty(["Model", "Method"], NO_METHODS)
+        return NothingToShow(NO_METHODS)
     ok = ok.assign(label=config_labels(ok), _m=ok["method"].map({m: i for i, m in enumerate(METHOD_ORDER)}))
     tasks = [t for t in TASK_ORDER if t in set(ok["task"])]
     rows = []
@@ -49,13 +51,13 @@ def methods_comparison(results: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def sora_gates(results: pd.DataFrame) -> pd.DataFrame:
+def sora_gates(results: pd.DataFrame) -> pd.DataFrame | NothingToShow:
     """Every finished SoRA run (the sweep's too): its L1 strength, gates at exactly zero and adapter parameters left
     after the last epoch, and its validation and test scores x100 (at the best epoch, which may come earlier)."""
-    has = _has_runs(results) and "sora_lambda" in results
+    has = has_runs(results) and "sora_lambda" in results
     s = results[(results["method"] == "sora") & (results["status"] == "ok")] if has else pd.DataFrame()
     if s.empty:
-        return _empty(["task", "seed", "sora_lambda"], "No finished SoRA runs.")
+        return NothingToShow("No finished SoRA runs.")
     out = pd.DataFrame({"model": s["model"], "task": s["task"].map(TASK_LABELS), "seed": s["seed"],
                         "sora_lambda": s["sora_lambda"].astype(float),
                         "zero gates at the end": [f"{int(z)} / {int(t)}" for z, t in zip(s["zero_gates"],
@@ -73,7 +75,7 @@ GATE_HEADERS = {"model": "Model", "task": "Task", "seed": "Seed", "sora_lambda":
                 "validation": "Validation part (x100)", "test": "Test part (x100)"}
 
 
-def sora_gates_view(results: pd.DataFrame) -> pd.DataFrame:
+def sora_gates_view(results: pd.DataFrame) -> pd.DataFrame | NothingToShow:
     """sora_gates with readable headers (the model column only when there are several)."""
     gates = sora_gates(results)
     if message(gates):
@@ -119,19 +121,6 @@ def methods_findings(results: pd.DataFrame) -> list[str]:
     return out
 
 
-def reference_tables(results: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """The AdaLoRA and SoRA papers' tables with our means beside them, for people; none without AdaLoRA, SoRA or
-    DeBERTa-v3-base runs (the papers' setting)."""
-    from .core import reference_table
-    from .tables import reference_view
-    ok = reported_scores(results)
-    if not (ok["method"].isin(["adalora", "sora"]).any() or ok["model"].isin(["deberta-v3-base"]).any()):
-        return []
-    return [("AdaLoRA paper, Table 1 (DeBERTa-v3-base)", reference_view(reference_table("adalora_paper_table1",
-                                                                                       results))),
-            ("SoRA paper, GLUE table (DeBERTa-v3-base)", reference_view(reference_table("sora_paper_table", results)))]
-
-
 def _versus_lora(results: pd.DataFrame) -> dict:
     """Per model and method: the mean over seeds minus LoRA's (at the paper's rank), per task."""
     ok = reported_scores(results)
@@ -150,19 +139,18 @@ def _versus_lora(results: pd.DataFrame) -> dict:
 def method_claims(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> list[dict]:
     """The AdaLoRA and SoRA papers' claims against LoRA, each with a verdict, for the summary (none without
     AdaLoRA or SoRA runs beside LoRA)."""
-    from .prose import _cells
     rows = []
     for (model, method), diff in _versus_lora(results).items():
         if method not in ("adalora", "sora") or diff.empty:
             continue
         above, below = int((diff > tolerance).sum()), int((diff < -tolerance).sum())
         text = (f"{model_label(model)}, {METHOD_NAMES[method]} minus LoRA r={PAPER_RANK}, mean over seeds: "
-                f"{_cells(diff, tolerance)}.")
+                f"{cells_text(diff, tolerance)}.")
         if method == "adalora":
             verdict = ("not reproduced" if below * 2 >= len(diff) else "inconclusive" if above == below == 0
                        else "reproduced" if below == 0 and above * 2 >= len(diff) else "partly")
-            rows.append({"Claim (paper)": "AdaLoRA beats LoRA at the same parameter budget (AdaLoRA paper, "
-                                          "Table 1)", "Verdict": verdict, "Our runs": text})
+            rows.append(claim("AdaLoRA beats LoRA at the same parameter budget (AdaLoRA paper, Table 1)", verdict,
+                              text))
             continue
         sora = reported_scores(results)
         sora = sora[(sora["method"] == "sora") & (sora["model"] == model)]
@@ -174,6 +162,6 @@ def method_claims(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> lis
         else:
             verdict = "reproduced" if below == 0 else "partly" if below * 2 < len(diff) else "not reproduced"
             gates = f" {zero} of {total} gates closed over {len(sora)} runs."
-        rows.append({"Claim (paper)": "SoRA matches or beats LoRA with fewer parameters, its L1 gates pruning ranks "
-                                      "(SoRA paper)", "Verdict": verdict, "Our runs": text + gates})
+        rows.append(claim("SoRA matches or beats LoRA with fewer parameters, its L1 gates pruning ranks (SoRA "
+                          "paper)", verdict, text + gates))
     return rows

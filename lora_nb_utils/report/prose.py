@@ -1,5 +1,5 @@
-"""The report's sentences, generated from the run files: what was run (one paragraph), the paper's claims each with
-a verdict, why our numbers differ from the paper's, and where training was still improving."""
+"""The report's sentences, generated from the run files: what was run (one paragraph), why our numbers differ from
+the paper's, and where training was still improving (claims.claims gives the paper's claims each with a verdict)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..runs import rundir
+from ..glue.tasks import MNLI_INIT_TASKS, TASK_LABELS
 from ..paper import load_reference
-from .core import (EXCLUDED, FT_TOLERANCE, METHOD_NAMES, METHOD_ORDER, NO_RESULTS, PAPER_RANK, REFERENCE_MODEL,
-                     TASK_LABELS, _has_runs, _other_targets, _paper_rows, _usable, aggregate, config_key,
-                     config_labels, cost_table, human_count, lora_vs_ft, matrices, message, model_label, rank_ablation,
-                     signed, sora_sweep, still_improving, table2_runs, task_order)
-from ..glue.tasks import MNLI_INIT_TASKS
+from ..runs import rundir
+from .format import (METHOD_NAMES, METHOD_ORDER, NO_RESULTS, config_key, config_labels, human_count, matrices,
+                     message, model_label, span, task_order, trains_adapter)
+from .select import EXCLUDED, PAPER_RANK, has_runs, other_targets, sora_sweep, table2_runs, usable
+from .stats import aggregate, still_improving
+from .table2 import REFERENCE_MODEL, paper_rows
 
 SPLIT_TEXT = {
     "glue_dev": "each run is scored on the GLUE validation set at its best epoch (the paper's protocol)",
@@ -23,8 +24,6 @@ SPLIT_TEXT = {
     "holdout": "a held-out tenth of the training set (at most 1,000 rows) chooses the best epoch and the score is "
                "the GLUE validation set, which no choice has seen",
 }
-VERDICTS = ("reproduced", "partly", "not reproduced", "inconclusive")
-CLAIM_COLUMNS = ["Claim (paper)", "Verdict", "Our runs"]
 
 
 def _values(series) -> str:
@@ -36,16 +35,6 @@ def _lr(x) -> str:
     """A learning rate as people write it: 5e-4, 2.2e-3."""
     mantissa, exponent = f"{float(x):.1e}".split("e")
     return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
-
-
-def _span(values) -> str:
-    """Integers as a compact range: 1–3, or 1, 2, 4 when not contiguous."""
-    vals = sorted({int(v) for v in values if not pd.isna(v)})
-    if not vals:
-        return "none"
-    if len(vals) > 1 and vals == list(range(vals[0], vals[-1] + 1)):
-        return f"{vals[0]}–{vals[-1]}"
-    return ", ".join(str(v) for v in vals)
 
 
 def _tasks(tasks) -> str:
@@ -81,7 +70,7 @@ def _steps(results: pd.DataFrame) -> list[int]:
 
 def _seeds(runs: pd.DataFrame) -> str:
     """'seeds 1–3', or 'seeds 1–3, RTE 1–2' when some tasks have other seeds."""
-    spans = runs.groupby("task")["seed"].apply(_span)
+    spans = runs.groupby("task")["seed"].apply(span)
     common = spans.mode().iloc[0]
     others = [f"{TASK_LABELS.get(t, t)} {s}" for t, s in spans.items() if s != common]
     return f"seeds {common}" + (f", {', '.join(others)}" if others else "")
@@ -97,7 +86,8 @@ def _what_ran(results: pd.DataFrame) -> str:
         ft = g.loc[g["method"] == "ft", "trainable_params"] if "trainable_params" in g else pd.Series(dtype=float)
         size = f" ({human_count(ft.median())} parameters)" if ft.notna().any() else ""
         configs = ", ".join(sorted(g["config"].unique(), key=config_key))
-        targets = g.loc[g["method"] != "ft", "lora_targets"].dropna() if "lora_targets" in g else pd.Series()
+        targets = g.loc[g["method"].map(trains_adapter), "lora_targets"].dropna() if "lora_targets" in g \
+            else pd.Series()
         where = f"adapters on {matrices(targets.mode().iloc[0])}; " if len(targets) else ""
         parts.append(f"{model_label(model)}{size} on {_tasks(g['task'])}: {configs} ({where}{_seeds(g)})")
     text = "; ".join(parts)
@@ -106,7 +96,7 @@ def _what_ran(results: pd.DataFrame) -> str:
         ranks = main.loc[(main["method"] == "lora") & main["task"].isin(ablation["task"]), "lora_r"]
         text += (f"; a rank ablation, LoRA r ∈ {{{', '.join(str(int(r)) for r in sorted(ranks.unique()))}}} on "
                  f"{_tasks(ablation['task'])} ({_seeds(ablation)})")
-    other = results[_other_targets(results)]
+    other = results[other_targets(results)]
     if len(other):
         sets = ", ".join(f"{{{matrices(t)}}}" for t in sorted(other["lora_targets"].unique(), key=lambda t: (
             t.count(","), t)))
@@ -114,7 +104,7 @@ def _what_ran(results: pd.DataFrame) -> str:
     sweep = results[sora_sweep(results)]
     if len(sweep):
         text += (f"; a SoRA λ sweep ({_count(len(sweep), 'run')}: λ {_values(sweep['sora_lambda'])} on "
-                 f"{_tasks(sweep['task'])}, seed {_span(sweep['seed'])})")
+                 f"{_tasks(sweep['task'])}, seed {span(sweep['seed'])})")
     return text
 
 
@@ -131,7 +121,8 @@ def _budget(results: pd.DataFrame) -> str:
     lrs = ", ".join(f"{METHOD_NAMES.get(m, m)} " + " or ".join(
         _lr(x) for x in sorted(results.loc[results["method"] == m, "learning_rate"].dropna().unique()))
         for m in METHOD_ORDER if m in set(results["method"]))
-    alpha = results.loc[results["method"] != "ft", "lora_alpha"] if "lora_alpha" in results else pd.Series(dtype=float)
+    alpha = results.loc[results["method"].map(trains_adapter), "lora_alpha"] if "lora_alpha" in results \
+        else pd.Series(dtype=float)
     alpha_text = f" (alpha {_values(alpha)})" if alpha.notna().any() else ""
     return (f"{rows}, {_values(results['epochs'].dropna().astype(int))} epochs ({step_text}), sequence length "
             f"{_values(results['max_seq_len'].dropna().astype(int))}; learning rate {lrs}{alpha_text}")
@@ -155,7 +146,7 @@ def _hardware(results: pd.DataFrame) -> str:
 def overview(results: pd.DataFrame) -> str:
     """What was run, in one Markdown paragraph: runs and their status, models, tasks, methods, seeds, protocol,
     budget and hardware, all read from the run directories."""
-    if not _has_runs(results):
+    if not has_runs(results):
         return NO_RESULTS
     status = results["status"].value_counts()
     ok = int(status.get("ok", 0))
@@ -168,123 +159,12 @@ def overview(results: pd.DataFrame) -> str:
     agg = ("each table cell is the median over seeds (the LoRA paper's aggregation; it uses 5 seeds)"
            + ("; the method comparison uses the mean over seeds, as the AdaLoRA and SoRA papers do"
               if methods & {"adalora", "sora"} else ""))
-    outside = sorted(set(results["model"]) - set(_paper_rows()["model"]))
+    outside = sorted(set(results["model"]) - set(paper_rows()["model"]))
     scope = (f" {', '.join(model_label(m) for m in outside)} {'is' if len(outside) == 1 else 'are'} not in the "
              "paper: these runs test its claims within one model (our runs compared with each other), "
              "not its absolute numbers." if outside else "")
     return (f"**What was run.** {count}: {_what_ran(results)}. **Protocol:** {protocol}; {agg}. "
             f"**Budget:** {_budget(results)}. **Hardware:** {_hardware(results)}.{scope}")
-
-
-# ---------------------------------------------------------------- claims and verdicts
-
-def _grade(good: int, total: int) -> str:
-    return "reproduced" if good == total else "partly" if good * 2 >= total else "not reproduced"
-
-
-def _cells(diffs: pd.Series, tolerance: float) -> str:
-    """'within 1 point on STS-B (−0.9); below on SST-2 (−2.7), MRPC (−4.7)'."""
-    groups = {"within": [], "above": [], "below": []}
-    for task, d in diffs.items():
-        kind = "within" if abs(d) <= tolerance + 1e-9 else "above" if d > 0 else "below"
-        groups[kind].append(f"{TASK_LABELS.get(task, task)} ({signed(d)})")
-    names = {"within": f"within {tolerance:g} point on", "above": "above on", "below": "below on"}
-    return "; ".join(f"{names[k]} {', '.join(v)}" for k, v in groups.items() if v)
-
-
-def _lora_vs_ft_claims(results: pd.DataFrame, tolerance: float) -> list[dict]:
-    vs = lora_vs_ft(results)
-    if message(vs):
-        return []
-    rows = []
-    for model, g in vs.dropna(subset=["lora", "ft"]).groupby("model"):
-        g = g.set_index("task").reindex(task_order(g["task"]))
-        good = int((g["difference"] >= -tolerance - 1e-9).sum())
-        rows.append({"Claim (paper)": "LoRA matches full fine-tuning while training a small fraction of the "
-                                      "parameters (Table 2)",
-                     "Verdict": _grade(good, len(g)),
-                     "Our runs": f"{model_label(model)}, LoRA r={PAPER_RANK} minus FT, median over seeds: "
-                                 f"{_cells(g['difference'], tolerance)}; LoRA trains "
-                                 f"{g['params_pct'].median():.1f}% of FT's parameters."})
-    return rows
-
-
-def _paper_cell_claims(results: pd.DataFrame, ft_tolerance: float) -> list[dict]:
-    from .core import compare_to_paper
-    cmp = compare_to_paper(aggregate(results), ft_tolerance)
-    cmp = cmp[cmp["reference"] == "paper"] if not message(cmp) else cmp
-    if cmp.empty:
-        return []
-    good = int((cmp["verdict"] == "match").sum())
-    return [{"Claim (paper)": "The paper's Table 2 numbers", "Verdict": _grade(good, len(cmp)),
-             "Our runs": f"{good} of {len(cmp)} cells within the paper's ± (LoRA) or {ft_tolerance:g} point (FT); "
-                         f"{int((cmp['verdict'] == 'below').sum())} below, {int((cmp['verdict'] == 'above').sum())} "
-                         "above."}]
-
-
-def _rank_claims(results: pd.DataFrame, tolerance: float) -> list[dict]:
-    ra = rank_ablation(results)
-    if message(ra):
-        return []
-    parts, good = [], 0
-    for (model, task), g in ra.groupby(["model", "task"], sort=False):
-        best = g.loc[g["median"].idxmax()]
-        small = int(g.loc[g["median"] >= best["median"] - tolerance, "lora_r"].min())
-        good += small <= PAPER_RANK
-        parts.append(f"{TASK_LABELS.get(task, task)}: r={small} is within {tolerance:g} point of the best rank "
-                     f"(r={int(best['lora_r'])}, {best['median']:.1f})")
-    n = ra.groupby(["model", "task"]).ngroups
-    return [{"Claim (paper)": f"A small rank suffices: r ≤ {PAPER_RANK} does as well as larger ranks "
-                              "(Section 7.2, Table 6)",
-             "Verdict": _grade(good, n),
-             "Our runs": f"LoRA r ∈ {{{_span(ra['lora_r'])}}}, median over seeds; " + "; ".join(parts) + "."}]
-
-
-def _cost_claims(results: pd.DataFrame) -> list[dict]:
-    cost = cost_table(results)
-    if message(cost):
-        return []
-    main = cost[(cost["method"] == "ft") | (cost["config"] == f"LoRA r={PAPER_RANK}")]
-    med = main.groupby(["model", "task", "method"])[["peak_memory_mb", "train_minutes"]].median().unstack("method")
-    if med.empty or "ft" not in med.columns.get_level_values(1) or "lora" not in med.columns.get_level_values(1):
-        return []
-    mem = (med[("peak_memory_mb", "lora")] / med[("peak_memory_mb", "ft")]).dropna()
-    time = (med[("train_minutes", "lora")] / med[("train_minutes", "ft")]).dropna()
-    if mem.empty:
-        return []
-    good = int(mem.median() < 0.9) + int(time.median() < 0.9)
-    return [{"Claim (paper)": "LoRA needs less memory and time to train than full fine-tuning (Section 4.2)",
-             "Verdict": {2: "reproduced", 1: "partly", 0: "not reproduced"}[good],
-             "Our runs": f"LoRA r={PAPER_RANK} / FT, median over {len(mem)} task(s): peak memory "
-                         f"{mem.median():.2f}x, training time {time.median():.2f}x (per task from "
-                         f"{time.min():.2f}x to {time.max():.2f}x)."}]
-
-
-def claims(results: pd.DataFrame, analysis_dir=None, tolerance: float = FT_TOLERANCE) -> pd.DataFrame:
-    """The paper's claims that our runs test, each with a verdict (reproduced, partly, not reproduced,
-    inconclusive) and the numbers behind it; claims without runs are left out."""
-    from .section7 import section7_claims
-    from .methods import method_claims
-    if not _has_runs(results):
-        return _no_claims(NO_RESULTS)
-    rows = (_lora_vs_ft_claims(results, tolerance) + _paper_cell_claims(results, tolerance)
-            + _rank_claims(results, tolerance) + _cost_claims(results)
-            + (section7_claims(analysis_dir, tolerance) if analysis_dir else [])
-            + method_claims(results, tolerance))
-    if not rows:
-        return _no_claims("Not enough finished runs yet (LoRA and FT on the same task, or several ranks) to test "
-                          "a claim.")
-    out = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
-    out.attrs["footnote"] = (f"Scores x100. 'Within {tolerance:g} point' is our tolerance. Verdicts: reproduced "
-                             "(every task or comparison agrees), partly (at least half), not reproduced (fewer), "
-                             "inconclusive (a difference smaller than the tolerance).")
-    return out
-
-
-def _no_claims(text: str) -> pd.DataFrame:
-    frame = pd.DataFrame(columns=CLAIM_COLUMNS)
-    frame.attrs["message"] = text
-    return frame
 
 
 # ---------------------------------------------------------------- convergence
@@ -313,12 +193,12 @@ def convergence_summary(results: pd.DataFrame) -> str | None:
 def why_numbers_differ(results: pd.DataFrame) -> list[str]:
     """Sentences, generated from the runs' settings, on why our numbers differ from the paper's (none without runs:
     the summary says so once)."""
-    if not _has_runs(results):
+    if not has_runs(results):
         return []
     hp = load_reference("lora_paper_hparams")
-    paper_models = set(_paper_rows()["model"])
+    paper_models = set(paper_rows()["model"])
     out = []
-    ok = _usable(results)
+    ok = usable(results)
     agg = aggregate(results)
     if len(agg) and agg["n"].max() > 0:
         ns = agg.loc[agg["n"] > 0, "n"]
@@ -381,7 +261,7 @@ def why_numbers_differ(results: pd.DataFrame) -> list[str]:
     if rising:
         out.append(f"Convergence: {rising} With a short budget this favours the method that learns faster per "
                    "step.")
-    other = _other_targets(results)
+    other = other_targets(results)
     if other.any():
         sets = ", ".join(f"{{{matrices(t)}}}" for t in sorted(results.loc[other, "lora_targets"].unique()))
         out.append(f"Target sets: {int(other.sum())} LoRA run(s) adapt other matrices than W_q and W_v ({sets}): "

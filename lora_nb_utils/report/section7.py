@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import FT_TOLERANCE, MATRIX_NAMES, TASK_LABELS, signed
-from .core import matrices as _matrices
+from ..glue.tasks import TASK_LABELS
 from ..runs.results import resolve_root
+from .format import MATRIX_NAMES, matrices, signed
+from .verdicts import FT_TOLERANCE, claim, grade
 
 FIGURES = [("Figure 3: subspace similarity between r = 8 and r = 64", "fig3_subspace_r8_r64.png"),
            ("Figure 4: between two seeds at r = 64", "fig4_subspace_seeds.png")]
@@ -27,7 +28,6 @@ def _read(folder: Path, name: str):
 # ---------------------------------------------------------------- verdicts for the summary
 
 def _table5_claim(t5: pd.DataFrame, tolerance: float) -> dict:
-    from .prose import _grade
     parts, good, bad = [], 0, 0
     for task, row in t5.iterrows():
         row = row.dropna()
@@ -38,35 +38,32 @@ def _table5_claim(t5: pd.DataFrame, tolerance: float) -> dict:
         (mt, mr), (st, sr) = multi.idxmax(), single.idxmax()
         diff = multi.max() - single.max()
         good, bad = good + (diff > tolerance), bad + (diff < -tolerance)
-        parts.append(f"{TASK_LABELS.get(task, task)}: best multi-matrix set {{{_matrices(mt)}}} r={int(float(mr))} "
-                     f"{multi.max():.1f} vs best single matrix {{{_matrices(st)}}} r={int(float(sr))} "
+        parts.append(f"{TASK_LABELS.get(task, task)}: best multi-matrix set {{{matrices(mt)}}} r={int(float(mr))} "
+                     f"{multi.max():.1f} vs best single matrix {{{matrices(st)}}} r={int(float(sr))} "
                      f"{single.max():.1f} ({signed(diff)}; all {len(row)} sets within {row.max() - row.min():.1f})")
     n = len(parts)
-    verdict = "inconclusive" if good == 0 and bad == 0 else _grade(good, n) if bad == 0 else "not reproduced"
-    return {"Claim (paper)": "At an equal parameter budget, adapting several weight matrices at a low rank beats one "
-                             "matrix at a higher rank (Section 7.1, Table 5)",
-            "Verdict": verdict,
-            "Our runs": "; ".join(parts) + f" (median over seeds; tolerance {tolerance:g} point)."}
+    verdict = "inconclusive" if good == 0 and bad == 0 else grade(good, n) if bad == 0 else "not reproduced"
+    return claim("At an equal parameter budget, adapting several weight matrices at a low rank beats one matrix at a "
+                 "higher rank (Section 7.1, Table 5)", verdict,
+                 "; ".join(parts) + f" (median over seeds; tolerance {tolerance:g} point).")
 
 
 def _subspace_claim(sub: pd.DataFrame, seeds: bool) -> dict:
-    from .prose import _grade
     if seeds:  # Figure 4: two seeds share their top directions far more than random matrices do
-        ratio = sub["phi_block_mean"] / sub["random_block_mean"]
-        good = int((ratio >= 10).sum())
-        return {"Claim (paper)": "Two seeds learn overlapping top directions, far more than random matrices share "
-                                 "(Section 7.2, Figure 4)",
-                "Verdict": _grade(good, len(sub)),
-                "Our runs": f"r=64, seed vs seed: mean φ over the top 8 × 8 block {sub['phi_block_mean'].mean():.2f} "
-                            f"vs {sub['random_block_mean'].mean():.3f} for random matrices; at least 10 times random "
-                            f"in {good} of {len(sub)} matrices (layer × target)."}
-    good = int((sub["phi_1_1"] > 0.5).sum())
-    return {"Claim (paper)": "The top direction of r=8 is contained in r=64 (φ(1, 1) > 0.5): a very low rank "
-                             "suffices (Section 7.2, Figure 3)",
-            "Verdict": _grade(good, len(sub)),
-            "Our runs": f"φ(1, 1) > 0.5 in {good} of {len(sub)} matrices (layer × target; mean "
-                        f"{sub['phi_1_1'].mean():.2f}, from {sub['phi_1_1'].min():.2f} to {sub['phi_1_1'].max():.2f}); "
-                        f"two random matrices: {sub['random_1_1'].mean():.3f}."}
+        good = int((sub["phi_block_mean"] / sub["random_block_mean"] >= 10).sum())
+        paper = ("Two seeds learn overlapping top directions, far more than random matrices share (Section 7.2, "
+                 "Figure 4)")
+        ours = (f"r=64, seed vs seed: mean φ over the top 8 × 8 block {sub['phi_block_mean'].mean():.2f} vs "
+                f"{sub['random_block_mean'].mean():.3f} for random matrices; at least 10 times random in {good} of "
+                f"{len(sub)} matrices (layer × target).")
+    else:  # Figure 3: the top direction of r=8 lies in the r=64 subspace
+        good = int((sub["phi_1_1"] > 0.5).sum())
+        paper = ("The top direction of r=8 is contained in r=64 (φ(1, 1) > 0.5): a very low rank suffices "
+                 "(Section 7.2, Figure 3)")
+        ours = (f"φ(1, 1) > 0.5 in {good} of {len(sub)} matrices (layer × target; mean {sub['phi_1_1'].mean():.2f}, "
+                f"from {sub['phi_1_1'].min():.2f} to {sub['phi_1_1'].max():.2f}); two random matrices: "
+                f"{sub['random_1_1'].mean():.3f}.")
+    return claim(paper, grade(good, len(sub)), ours)
 
 
 def _table7_claim(t7: pd.DataFrame) -> dict:
@@ -76,10 +73,9 @@ def _table7_claim(t7: pd.DataFrame) -> dict:
     verdict = ("reproduced" if amplifies and (len(own) == 1 or low > high) else "partly" if amplifies
                else "not reproduced")
     ranks = ", ".join(f"{v:.1f} at r={int(r)}" for r, v in own.items())
-    return {"Claim (paper)": "ΔW amplifies directions that W does not emphasise, most at a low rank (Section 7.3, "
-                             "Table 7: factor 21.5 at r=4, about 2 at r=64)",
-            "Verdict": verdict,
-            "Our runs": f"Amplification factor ‖ΔW‖_F / ‖UᵀWV‖_F, median over layers: {ranks}."}
+    return claim("ΔW amplifies directions that W does not emphasise, most at a low rank (Section 7.3, Table 7: factor "
+                 "21.5 at r=4, about 2 at r=64)", verdict,
+                 f"Amplification factor ‖ΔW‖_F / ‖UᵀWV‖_F, median over layers: {ranks}.")
 
 
 def section7_claims(analysis_dir, tolerance: float = FT_TOLERANCE) -> list[dict]:
@@ -108,7 +104,7 @@ def table5_view(analysis_dir) -> pd.DataFrame | None:
     if t5 is None or t5.empty:
         return None
     out = t5.copy()
-    out.columns = [f"{_matrices(t)} (r={int(float(r))})" for t, r in t5.columns]
+    out.columns = [f"{matrices(t)} (r={int(float(r))})" for t, r in t5.columns]
     out.insert(0, "Task", [TASK_LABELS.get(t, t) for t in out.index])
     out = out.reset_index(drop=True)
     out.attrs["footnote"] = ("Median over seeds of the best-epoch validation score, x100; every column trains the same "

@@ -3,14 +3,18 @@
 A grid file (YAML):
 
     description: what this grid reproduces
-    notebook: notebooks/01_roberta_base.ipynb   # relative to the grid file's repository root
+    notebook: notebooks/01_roberta_base.ipynb   # relative to the grid file's repository root; a block may name its own
     output_root: runs/table2                    # one run directory per run under here
     blocks:                                     # each block: params_file + params + matrix (cartesian product)
       - params_file: params/roberta-base/{task}.yaml   # optional, formatted with the run's values
         params: {model: roberta-base}                   # fixed values
         matrix: {seed: [1, 2, 3, 4, 5], task: [mnli, sst2]}   # first key varies slowest
+      - notebook: notebooks/02_roberta_large.ipynb     # this block's runs execute this notebook
+        params_file: params/roberta-large/{task}.yaml
+        matrix: {seed: [1, 2, 3, 4, 5], task: [mnli, sst2]}
 
-Precedence: notebook defaults < params_file < params < matrix. `init_from: mnli` means "the MNLI run of this grid
+Precedence: RunConfig's defaults (config.py; for a notebook's own extra parameters, the notebook's defaults) <
+params_file < params < matrix. A run's parameters are validated by name against its notebook's `parameters` cell. `init_from: mnli` means "the MNLI run of this grid
 with the same model, method, rank and seed": the runner resolves it and runs MNLI first.
 
 A block may also sweep, select and confirm (selection.py): the sweep's values run on one selection seed, the value
@@ -32,8 +36,9 @@ from pathlib import Path
 
 import yaml
 
-from ..config import PARAMETER_NAMES, RunConfig, check_params, params_hash
+from ..config import PARAMETER_NAMES, RUN_DEFAULTS, RunConfig, check_params, params_hash
 from ..errors import LoraNbError, LoraNbWarning
+from ..methods import METHODS
 from ..paths import repo_root
 from .selection import PREFER, Selection
 from ..glue.tasks import get_task
@@ -49,8 +54,9 @@ _TYPE_CHECKS = {"str": str, "int": int, "float": (int, float), "bool": bool}
 @dataclass
 class PlannedRun:
     name: str  # <model>/<key=value,...>, e.g. "roberta-base/task=rte,method=lora,r=8,seed=1"; unique in a plan
-    params: dict  # full parameters (notebook defaults filled in), output_dir set
+    params: dict  # full parameters (defaults filled in), output_dir set
     run_dir: Path
+    notebook: Path | None = None  # the notebook this run executes
     depends_on: str | None = None  # name of the MNLI run it initialises from
     source: str = ""  # grid file and block, for error messages
     stage: str = ""  # "sweep" (a candidate value on the selection seed) | "confirm" (the chosen value) | ""
@@ -64,7 +70,7 @@ class PlannedRun:
 @dataclass
 class Plan:
     grid_file: Path
-    notebook: Path
+    notebook: Path | None  # the grid's notebook: the runs of blocks without their own
     output_root: Path
     description: str
     runs: list[PlannedRun] = field(default_factory=list)
@@ -87,6 +93,21 @@ def _default_value(spec: dict):
     return yaml.safe_load(spec["default"]) if spec["default"] != "None" else None
 
 
+@dataclass
+class NotebookSpec:
+    """A notebook a grid runs: its path, its `parameters` cell and the defaults its runs start from (RunConfig's,
+    the one set; a parameter of the notebook's own, e.g. an analysis notebook's, takes the notebook's default)."""
+    path: Path
+    params: dict
+    defaults: dict
+
+    @classmethod
+    def read(cls, path: Path) -> "NotebookSpec":
+        params = notebook_parameters(path)
+        return cls(path, params, {k: RUN_DEFAULTS[k] if k in RUN_DEFAULTS else _default_value(v)
+                                  for k, v in params.items()})
+
+
 def validate_against_notebook(params: dict, nb_params: dict, source: str) -> None:
     """Unknown names and wrong types fail here, naming the source (file and block) and the key."""
     for key, value in params.items():
@@ -107,7 +128,8 @@ def validate_against_notebook(params: dict, nb_params: dict, source: str) -> Non
 
 def run_name(values: dict, matrix_keys) -> str:
     keys = list(dict.fromkeys([*NAME_KEYS, *matrix_keys]))
-    if values.get("method") in ("ft", "adalora"):  # no lora_r (AdaLoRA's ranks are adalora_init_r / target_r)
+    method = METHODS.get(values.get("method"))
+    if method and "lora_r" not in method.rank_parameters:  # ft; AdaLoRA's ranks are adalora_init_r / target_r
         keys.remove("lora_r")
     parts = [f"{SHORT.get(k, k)}={values[k]}" for k in keys if k in values and k != "model"]
     return ",".join(parts)
@@ -118,37 +140,39 @@ def load_plan(grid_file) -> Plan:
     grid_file = Path(grid_file)
     spec = _read_grid(grid_file)
     unknown = set(spec) - {"description", "notebook", "output_root", "blocks"}
-    if unknown or "blocks" not in spec or "notebook" not in spec:
-        raise LoraNbError(f"{grid_file}: a grid needs 'notebook' and 'blocks' (optional: description, output_root); "
-                          f"unknown keys: {sorted(unknown)}.")
+    if unknown or "blocks" not in spec:
+        raise LoraNbError(f"{grid_file}: a grid needs 'blocks' and a 'notebook' (the grid's, or one per block; "
+                          f"optional: description, output_root); unknown keys: {sorted(unknown)}.")
     if not isinstance(spec["blocks"], list) or not spec["blocks"]:
         raise LoraNbError(f"{grid_file}: 'blocks' must be a non-empty list of blocks (params_file, params, matrix); "
                           f"got {spec['blocks']!r}, which declares no runs.")
     root = repo_root(grid_file)
-    notebook = root / spec["notebook"]
-    nb_params = notebook_parameters(notebook)
-    defaults = {k: _default_value(v) for k, v in nb_params.items()}
-    plan = Plan(grid_file, notebook, root / spec.get("output_root", f"runs/{grid_file.stem}"),
-                spec.get("description", ""))
+    notebooks: dict[str, NotebookSpec] = {}
+    plan = Plan(grid_file, root / spec["notebook"] if spec.get("notebook") else None,
+                root / spec.get("output_root", f"runs/{grid_file.stem}"), spec.get("description", ""))
     for b, block in enumerate(spec["blocks"]):
         source = f"{grid_file} (block {b + 1})"
         if not isinstance(block, dict) or not isinstance(block.get("matrix") or {}, dict):
             raise LoraNbError(f"{source}: a block maps params_file / params / matrix to values, and its matrix maps "
                               f"parameter names to lists; got {block!r}.")
-        bad = set(block) - {"params_file", "params", "matrix", "sweep", "select"}
+        bad = set(block) - {"notebook", "params_file", "params", "matrix", "sweep", "select"}
         if bad:
-            raise LoraNbError(f"{source}: unknown block keys {sorted(bad)} (use params_file, params, matrix, sweep, "
-                              "select).")
+            raise LoraNbError(f"{source}: unknown block keys {sorted(bad)} (use notebook, params_file, params, matrix, "
+                              "sweep, select).")
+        name = block.get("notebook") or spec.get("notebook")
+        if not isinstance(name, str) or not name:
+            raise LoraNbError(f"{source}: no notebook to run. Fix: set the grid's 'notebook' or the block's, a path "
+                              "relative to the repository root, e.g. notebooks/00_minilm_cpu.ipynb.")
+        nb = notebooks[name] = notebooks.get(name) or NotebookSpec.read(root / name)
         matrix = block.get("matrix") or {}
         for key, values in matrix.items():
             if not isinstance(values, list) or not values:
                 raise LoraNbError(f"{source}: matrix entry {key!r} must be a non-empty list.")
         points = [dict(zip(matrix, combo)) for combo in itertools.product(*matrix.values())]
         if "sweep" in block:
-            _add_sweep_block(plan, block, points, matrix, defaults, nb_params, root, source)
+            _add_sweep_block(plan, block, points, matrix, nb, root, source)
         else:
-            plan.runs += [_point_run(plan, block, point, matrix, defaults, nb_params, root, source)
-                          for point in points]
+            plan.runs += [_point_run(plan, block, point, matrix, nb, root, source) for point in points]
     _check_unique(plan)
     _link_mnli(plan)
     return plan
@@ -172,8 +196,9 @@ def _read_grid(grid_file: Path) -> dict:
 
 
 
-def _point_params(block: dict, point: dict, defaults: dict, nb_params: dict, root: Path, source: str) -> dict:
-    """The full parameters of one matrix point: notebook defaults < params_file < params < point, validated."""
+def _point_params(block: dict, point: dict, nb: NotebookSpec, root: Path, source: str) -> dict:
+    """The full parameters of one matrix point: defaults < params_file < params < point, validated."""
+    defaults, nb_params = nb.defaults, nb.params
     params, from_file = dict(defaults), {}
     if block.get("params_file"):
         pfile = root / block["params_file"].format(**{**defaults, **(block.get("params") or {}), **point})
@@ -187,9 +212,9 @@ def _point_params(block: dict, point: dict, defaults: dict, nb_params: dict, roo
         params.update(part)
     stated = {**from_file, **(block.get("params") or {}), **point}
     unstated = [k for k in MUST_STATE if k in nb_params and k not in stated]
-    if unstated:  # the notebook defaults are a 64-row smoke run: never inherit them silently
+    if unstated:  # how much data a run sees is part of what the grid reproduces: never left implicit
         raise LoraNbError(f"{source}: state {', '.join(unstated)} in the grid or its params file "
-                          "(0 = the whole split); the notebook's defaults are a smoke run.")
+                          "(0 = the whole split).")
     try:
         get_task(params["task"])
         RunConfig.from_params({k: v for k, v in params.items() if k in PARAMETER_NAMES}, source)  # value ranges
@@ -198,18 +223,18 @@ def _point_params(block: dict, point: dict, defaults: dict, nb_params: dict, roo
     return params
 
 
-def _planned(plan: Plan, params: dict, name_keys, source: str, **fields) -> PlannedRun:
+def _planned(plan: Plan, params: dict, name_keys, source: str, notebook: Path, **fields) -> PlannedRun:
     name = f'{str(params["model"]).replace("/", "--")}/{run_name(params, name_keys)}'
     run_dir = plan.output_root / name
     params = {**params, "output_dir": str(run_dir), "progress": "log"}
-    return PlannedRun(name, params, run_dir, source=source, **fields)
+    return PlannedRun(name, params, run_dir, notebook=notebook, source=source, **fields)
 
 
-def _point_run(plan, block, point, matrix, defaults, nb_params, root, source) -> PlannedRun:
-    return _planned(plan, _point_params(block, point, defaults, nb_params, root, source), matrix, source)
+def _point_run(plan, block, point, matrix, nb: NotebookSpec, root, source) -> PlannedRun:
+    return _planned(plan, _point_params(block, point, nb, root, source), matrix, source, nb.path)
 
 
-def _add_sweep_block(plan, block, points, matrix, defaults, nb_params, root, source) -> None:
+def _add_sweep_block(plan, block, points, matrix, nb: NotebookSpec, root, source) -> None:
     """Candidates (every sweep value on the selection seed) and one Selection per group; the group's confirm runs
     (its other seeds) are made by Selection.resolve once every candidate has finished."""
     sweep, select = block.get("sweep") or {}, block.get("select") or {}
@@ -220,14 +245,14 @@ def _add_sweep_block(plan, block, points, matrix, defaults, nb_params, root, sou
             raise LoraNbError(f"{source}: sweep entry {key!r} must be a non-empty list of a parameter that is not "
                               "the seed and not in the matrix.")
         for value in values:
-            validate_against_notebook({key: value}, nb_params, f"{source} sweep")
+            validate_against_notebook({key: value}, nb.params, f"{source} sweep")
     bad = set(select) - {"seed", "tolerance", "prefer"}
     if bad or select.get("prefer", "") not in PREFER:
         raise LoraNbError(f"{source}: select takes seed, tolerance (score points x100) and prefer "
                           f"({' or '.join(repr(p) for p in PREFER if p)}); got {select}.")
     groups: dict[str, Selection] = {}
     for point in points:
-        params = _point_params(block, point, defaults, nb_params, root, source)
+        params = _point_params(block, point, nb, root, source)
         if params.get("init_from") == "mnli":
             raise LoraNbError(f"{source}: init_from: mnli is not supported in a sweep block; sweep the MNLI runs in "
                               "a grid of their own and pass their adapter file as init_from.")
@@ -237,10 +262,10 @@ def _add_sweep_block(plan, block, points, matrix, defaults, nb_params, root, sou
         seed_list = matrix.get("seed") or [params["seed"]]
         selection_seed = select.get("seed", seed_list[0])
         base = {**params, "seed": selection_seed}
-        group_run = _planned(plan, {k: v for k, v in base.items() if k != "seed"}, matrix, source)
+        group_run = _planned(plan, {k: v for k, v in base.items() if k != "seed"}, matrix, source, nb.path)
         group = group_run.name
         if group not in groups:
-            candidates = [_planned(plan, {**base, **dict(zip(sweep, combo))}, [*matrix, *sweep], source,
+            candidates = [_planned(plan, {**base, **dict(zip(sweep, combo))}, [*matrix, *sweep], source, nb.path,
                                    stage="sweep", group=group)
                           for combo in itertools.product(*sweep.values())]
             groups[group] = Selection(group, source, list(sweep), candidates, selection_seed,
@@ -260,8 +285,8 @@ def resolve_selections(plan: Plan) -> list[PlannedRun]:
         if not sel.resolve():
             continue
         for params in sel.confirm_params:
-            run = _planned(plan, {**params, **sel.chosen}, sel.name_keys, sel.source, stage="confirm",
-                           group=sel.group)
+            run = _planned(plan, {**params, **sel.chosen}, sel.name_keys, sel.source, sel.candidates[0].notebook,
+                           stage="confirm", group=sel.group)
             if run.run_dir not in known:
                 known.add(run.run_dir)
                 added.append(run)

@@ -6,13 +6,16 @@ from pathlib import Path
 import pandas as pd
 
 from . import rundir
+from .rundir import Status
 from ..errors import LoraNbError
+from ..methods import METHODS
 from ..paths import repo_root
 from .selection import selection_roles
 
 PARAM_COLUMNS = ("model", "task", "method", "lora_r", "lora_alpha", "lora_targets", "seed", "learning_rate",
                  "batch_size", "grad_accum", "epochs", "max_seq_len", "max_train_samples", "weight_decay",
                  "warmup_ratio", "init_from", "weights", "precision", "split", "early_stopping_patience")
+LORA_COLUMNS = ("lora_r", "lora_alpha", "lora_targets")
 RESULTS_FILE = "results.csv"
 
 
@@ -27,17 +30,14 @@ def run_row(run_dir: Path, strict: bool = False) -> dict | None:
     except LoraNbError as e:
         if strict:
             raise
-        return {"run": run_dir.name, "run_dir": str(run_dir), "status": "failed", "error": str(e)}
+        return {"run": run_dir.name, "run_dir": str(run_dir), "status": Status.FAILED, "error": str(e)}
     params = manifest.get("params", {})
     row = {"run": run_dir.name, "run_dir": str(run_dir), **{k: params.get(k) for k in PARAM_COLUMNS},
            "status": manifest.get("status"), "error": (manifest.get("error") or {}).get("message")}
-    if params.get("method") == "ft":  # LoRA settings do not apply
-        row.update(lora_r=None, lora_alpha=None, lora_targets=None)
-    elif params.get("method") == "adalora":  # ranks: adalora_init_r -> adalora_target_r
-        row.update(lora_r=None, adalora_init_r=params.get("adalora_init_r"),
-                   adalora_target_r=params.get("adalora_target_r"))
-    elif params.get("method") == "sora":
-        row.update(sora_lambda=params.get("sora_lambda"))
+    method = METHODS.get(params.get("method"))
+    if method:  # the LoRA settings it does not use are blank; its own parameters (AdaLoRA's ranks, ...) are added
+        row.update({k: None for k in LORA_COLUMNS if k not in method.parameters})
+        row.update({k: params.get(k) for k in method.parameters if k not in PARAM_COLUMNS})
     row["split"] = row["split"] or "glue_dev"  # runs recorded before the split parameter
     finished = rundir.is_finished(run_dir, manifest.get("params_hash"))  # a result of these parameters
     if not finished:
@@ -65,14 +65,14 @@ def _unfinished(run_dir: Path, manifest: dict, strict: bool) -> dict:
         if strict:
             rundir.read_record(run_dir / rundir.METRICS)
         if rundir.is_finished(run_dir):
-            return {"status": "failed", "error": f"{rundir.METRICS} was written by a run with other parameters than "
+            return {"status": Status.FAILED, "error": f"{rundir.METRICS} was written by a run with other parameters than "
                                                  f"{rundir.MANIFEST} describes; rerun this run"}
-        return {"status": "failed", "error": f"{rundir.METRICS} is truncated or not JSON; rerun this run"}
+        return {"status": Status.FAILED, "error": f"{rundir.METRICS} is truncated or not JSON; rerun this run"}
     if rundir.interrupted(manifest):
-        return {"status": "failed",
+        return {"status": Status.FAILED,
                 "error": f"interrupted: the process that ran it (pid {manifest.get('pid')}) is gone; rerun it"}
-    if manifest.get("status") in ("ok", "collapsed", "nan_loss"):
-        return {"status": "failed", "error": f"{rundir.METRICS} is missing (interrupted while finishing or while "
+    if manifest.get("status") in rundir.FINISHED:
+        return {"status": Status.FAILED, "error": f"{rundir.METRICS} is missing (interrupted while finishing or while "
                                              "being replaced); rerun it"}
     return {}
 
@@ -111,7 +111,7 @@ def select_runs(table: pd.DataFrame, **equals) -> pd.DataFrame:
     """The finished runs (status ok) whose columns equal the given values, e.g. select_runs(t, task='sst2', lora_r=8)."""
     if table.empty:
         return table
-    mask = table["status"].eq("ok")
+    mask = table["status"].eq(Status.OK)
     for column, value in equals.items():
         mask &= table[column].eq(value)
     return table[mask]
@@ -119,20 +119,18 @@ def select_runs(table: pd.DataFrame, **equals) -> pd.DataFrame:
 
 def _method_label(row) -> str:
     method = row.get("method")
-    if method == "adalora" and pd.notna(row.get("adalora_init_r")):
-        label = f"adalora r={int(row['adalora_init_r'])}->{int(row['adalora_target_r'])}"
-    elif method in ("lora", "sora") and pd.notna(row.get("lora_r")):
-        label = f"{method} r={int(row['lora_r'])}"
-    else:
+    label = METHODS[method].label(row, method, "->") if method in METHODS else None
+    if label in (None, method):  # no rank
         return "-" if pd.isna(method) else str(method)
     targets = row.get("lora_targets")
     return label if not isinstance(targets, str) or targets == "query,value" else f"{label} ({targets})"
 
 
 def _method_order(row) -> tuple:
-    order = {"ft": 0, "lora": 1, "adalora": 2, "sora": 3}
-    rank = row.get("adalora_init_r") if row.get("method") == "adalora" else row.get("lora_r")
-    return (order.get(row.get("method"), 9), str(row.get("method")), 0 if pd.isna(rank) else rank,
+    method = METHODS.get(row.get("method"))
+    order = list(METHODS).index(method.name) if method else 9
+    rank = row.get(method.rank_parameters[0]) if method and method.has_rank else row.get("lora_r")
+    return (order, str(row.get("method")), 0 if pd.isna(rank) else rank,
             str(row.get("lora_targets")))
 
 
@@ -177,8 +175,8 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     keys = (["model"] if t["model"].nunique() > 1 else []) + ["task", "method_label", "lr"]
     rows = []
     for key, g in t.groupby(keys, sort=False, dropna=False):
-        ok = g[g["status"].eq("ok")]
-        others = g.loc[~g["status"].eq("ok"), "status"].fillna("unknown").value_counts()
+        ok = g[g["status"].eq(Status.OK)]
+        others = g.loc[~g["status"].eq(Status.OK), "status"].fillna("unknown").value_counts()
         metrics = ok["primary_metric"].dropna() if "primary_metric" in ok else pd.Series(dtype=str)
         trainable, score = _numeric(ok, "trainable_params").median(), ok["reported"].median()
         rows.append({**dict(zip(keys, key)), "trainable": "-" if pd.isna(trainable) else f"{trainable:,.0f}",

@@ -5,11 +5,14 @@
     adapter.safetensors  trained LoRA + head (LoRA runs)
     notebook.ipynb     the executed notebook (runner)
     metrics.json       the result; written last and atomically: its presence means the run finished
+
+manifest.json has one writer: whoever launched the run. The runner, for a grid run (it also records the notebook,
+the papermill time and a failure the notebook could not record); otherwise the run itself (`lora-nb train`, a
+notebook run by hand). The run always writes epochs.csv, the adapter and metrics.json.
 """
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import os
@@ -18,10 +21,11 @@ import re
 import socket
 import subprocess
 import time
+from enum import Enum
 from importlib import metadata
 from pathlib import Path
 
-from ..config import NOT_HASHED, RunConfig, params_hash
+from ..config import NOT_HASHED, RUN_DEFAULTS, params_hash
 from ..errors import LoraNbError
 from ..paths import PACKAGE_DIR
 
@@ -29,6 +33,29 @@ MANIFEST, EPOCHS, METRICS, NOTEBOOK = "manifest.json", "epochs.csv", "metrics.js
 RESULT_FILES = (METRICS, EPOCHS, "adapter.safetensors", NOTEBOOK)  # a run's outputs, metrics.json first
 TEMPORARY = re.compile(r"^\..+\.tmp(\d+)$")  # atomic_write's temporary files: .<name>.tmp<pid>
 PACKAGES = ("torch", "transformers", "datasets", "loralib", "peft", "papermill", "scikit-learn", "lora-nb-utils")
+
+
+class Status(str, Enum):
+    """A run's status, in manifest.json and metrics.json (as its string)."""
+    RUNNING = "running"  # started; a dead process's 'running' record is an interrupted run
+    OK = "ok"  # finished with a score
+    COLLAPSED = "collapsed"  # finished, but its best epoch predicts one class: no score reported
+    NAN_LOSS = "nan_loss"  # stopped by a NaN loss
+    FAILED = "failed"  # an error (recorded in the manifest), or a record that contradicts itself
+    TIMEOUT = "timeout"  # a cell ran past the runner's --timeout, or the SLURM job its time limit
+    QUEUED = "queued"  # submitted to SLURM, not started yet (the manifest's `slurm` has the job)
+    CANCELLED = "cancelled"  # SLURM: the job was cancelled (scancel, or an administrator)
+    OUT_OF_MEMORY = "out_of_memory"  # SLURM: the job went past its memory
+    NODE_FAIL = "node_fail"  # SLURM: its node failed and SLURM did not requeue it
+    PREEMPTED = "preempted"  # SLURM: preempted and not requeued
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINISHED = (Status.OK, Status.COLLAPSED, Status.NAN_LOSS)  # the statuses a metrics.json can carry
+NO_RESULT = (Status.FAILED, Status.TIMEOUT, Status.CANCELLED, Status.OUT_OF_MEMORY, Status.NODE_FAIL,
+             Status.PREEMPTED)  # ended without a result: `lora-nb run` reruns them
 
 
 def atomic_write(path, text: str) -> None:
@@ -83,17 +110,19 @@ def device_description() -> str:
            f"{torch.get_num_threads()}"
 
 
-def start_run(run_dir, params: dict) -> dict:
+def start_run(run_dir, params: dict, **launcher) -> dict:
     """Create the run directory, or start it afresh: the previous run's files go first (metrics.json before the
     others, so an old result never sits beside a new manifest), then the manifest (status 'running', this
-    process's id, so that a killed run can be told from a running one)."""
+    process's id, so that a killed run can be told from a running one). The runner adds its fields (`run_name`,
+    `notebook`, ...): it then owns the manifest until the run ends."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in RESULT_FILES:
         (run_dir / name).unlink(missing_ok=True)
     manifest = {"params": params, "params_hash": params_hash(params), "git": git_state(),
-                "versions": package_versions(), "device": device_description(), "status": "running",
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid(), "host": socket.gethostname()}
+                "versions": package_versions(), "device": device_description(), "status": Status.RUNNING,
+                "started": now(), "pid": os.getpid(), "host": socket.gethostname(),
+                **launcher}
     write_json(run_dir / MANIFEST, manifest)
     return manifest
 
@@ -138,8 +167,16 @@ def claim(run_dir, params: dict, replace: bool = False) -> None:
         start_run(run_dir, params)
 
 
+def launched_by_runner(run_dir) -> bool:
+    """Whether the runner launched this run, and so writes its manifest (see the module's docstring)."""
+    try:
+        return "run_name" in read_json(Path(run_dir) / MANIFEST)
+    except (OSError, ValueError):
+        return False
+
+
 def _prepared_by_runner(manifest: dict, params: dict) -> bool:
-    return (manifest.get("status") == "running" and "run_name" in manifest and
+    return (manifest.get("status") == Status.RUNNING and "run_name" in manifest and
             manifest.get("params_hash") == params_hash(params) and process_alive(manifest.get("pid"),
                                                                                 manifest.get("host")))
 
@@ -147,19 +184,19 @@ def _prepared_by_runner(manifest: dict, params: dict) -> bool:
 def _difference(manifest: dict, params: dict) -> str:
     if not manifest:
         return f"its {MANIFEST} is unreadable"
-    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-    old, new = {**defaults, **manifest.get("params", {})}, {**defaults, **params}
+    old, new = {**RUN_DEFAULTS, **manifest.get("params", {})}, {**RUN_DEFAULTS, **params}
     keys = [k for k in sorted(set(old) | set(new)) if k not in NOT_HASHED and old.get(k) != new.get(k)]
     shown = ", ".join(f"{k} {old.get(k)!r} there, {new.get(k)!r} here" for k in keys[:4])
     return (shown or "other parameters") + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
 
 
 def record_failure(run_dir, exc: BaseException) -> None:
-    """An error after the run directory was claimed: the run is recorded as failed, with the error."""
+    """An error after the run directory was claimed: the run is recorded as failed, with the error (by the runner
+    instead, from the notebook's error, when the runner launched it)."""
     message = str(exc).strip().splitlines()[-1][:2000] if str(exc).strip() else ""
-    if (Path(run_dir) / MANIFEST).is_file() and not is_finished(run_dir):
-        update_manifest(run_dir, status="failed", error={"type": type(exc).__name__, "message": message},
-                        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    if (Path(run_dir) / MANIFEST).is_file() and not is_finished(run_dir) and not launched_by_runner(run_dir):
+        update_manifest(run_dir, status=Status.FAILED, error={"type": type(exc).__name__, "message": message},
+                        finished=now())
 
 
 def process_alive(pid, host: str | None = None) -> bool:
@@ -182,7 +219,7 @@ def process_alive(pid, host: str | None = None) -> bool:
 
 def interrupted(manifest: dict) -> bool:
     """A record left 'running' by a process that no longer exists (killed, or the machine went down)."""
-    return manifest.get("status") == "running" and not process_alive(manifest.get("pid"), manifest.get("host"))
+    return manifest.get("status") == Status.RUNNING and not process_alive(manifest.get("pid"), manifest.get("host"))
 
 
 def remove_stale_temporaries(folder) -> list[Path]:
@@ -217,9 +254,15 @@ def write_epochs(run_dir, rows: list[dict]) -> None:
 
 
 def finish_run(run_dir, metrics: dict) -> None:
-    """Record the result: manifest status first, then metrics.json last (its presence marks the run finished)."""
-    update_manifest(run_dir, status=metrics["status"], finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    """Record the result: the manifest's status first (unless the runner owns the manifest: it records the status
+    once the notebook has ended), then metrics.json last (its presence marks the run finished)."""
+    if not launched_by_runner(run_dir):
+        update_manifest(run_dir, status=metrics["status"], finished=now())
     write_json(Path(run_dir) / METRICS, metrics)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def is_finished(run_dir, expected_hash: str | None = None) -> bool:

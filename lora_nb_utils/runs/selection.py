@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import rundir
+from .rundir import Status
 
 PREFER = ("", "fewest_params")
 SELECTION_FILE = "selection.json"
@@ -76,7 +77,7 @@ def _finite(x) -> bool:
 def choose(evidence: list[dict], tolerance: float = 0.0, prefer: str = "") -> tuple[int | None, str]:
     """Index of the chosen candidate (see the module docstring) and a note; None when no score is finite."""
     scored = [i for i, e in enumerate(evidence) if _finite(e["heldout_score"])]
-    ok = [i for i in scored if evidence[i]["status"] == "ok"]
+    ok = [i for i in scored if evidence[i]["status"] == Status.OK]
     eligible = ok or scored
     if not eligible:
         return None, "no sweep run has a held-out score (all diverged); widen the sweep"
@@ -140,7 +141,7 @@ def _score(e: dict) -> str:
     score = e["heldout_score"]
     text = f"{100 * score:.1f}" if _finite(score) else "n/a"
     epochs = f" (best epoch {e['best_epoch']} of {e['epochs_run']})" if e.get("epochs_run") else ""
-    return text + epochs + ("" if e["status"] == "ok" else f" {e['status']}")
+    return text + epochs + ("" if e["status"] == Status.OK else f" {e['status']}")
 
 
 def selection_lines(plan) -> list[str]:

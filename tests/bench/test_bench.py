@@ -1,4 +1,4 @@
-"""Benchmarks (bench.py, loaders.py, costmodel.py): correctness only, never timing."""
+"""Benchmarks (bench/: config, variants, parts, padding, summary, costmodel): correctness only, never timing."""
 from __future__ import annotations
 
 import copy
@@ -7,11 +7,14 @@ import json
 import pytest
 import torch
 
-from lora_nb_utils.bench.timing import REQUIRED_KEYS, BenchConfig, build_variant, run_bench
+from lora_nb_utils.bench.config import BenchConfig
+from lora_nb_utils.bench.padding import make_bench_loader
+from lora_nb_utils.bench.parts import pipeline_overhead
+from lora_nb_utils.bench.summary import REQUIRED_KEYS, ratios_markdown
+from lora_nb_utils.bench.variants import build_variant, random_batch, train_step
 from lora_nb_utils.cli import main
 from lora_nb_utils.bench.costmodel import estimate_plan_hours, estimate_run_hours, expected_padded_length, samples_per_s
-from lora_nb_utils.adapters.interop import peft_config_for
-from lora_nb_utils.bench.loaders import make_bench_loader
+from lora_nb_utils.adapters import peft_config_for
 from lora_nb_utils.methods.lora import inject_lora, lora_merged, mark_trainable, merge_lora
 
 from tests.conftest import tiny_model
@@ -66,6 +69,36 @@ def test_bench_variants_train_the_expected_sets():
     counts = {k: sum(p.numel() for p in build_variant(k, base, cfg).parameters() if p.requires_grad)
               for k in ("lora", "peft", "ft")}
     assert counts["lora"] == counts["peft"] < counts["ft"] == sum(p.numel() for p in base.parameters())
+
+
+def test_bench_times_the_training_step_of_train():
+    """One training step in the package: the benchmarks' step (train.TrainStep at a fixed learning rate) and
+    train.train's loop leave bit-identical parameters after N steps on the same batch, once the bench step is given
+    the schedule train builds."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from lora_nb_utils.bench.variants import STEP_LR
+    from lora_nb_utils.glue.tasks import get_task
+    from lora_nb_utils.train import TrainConfig, train
+    n, cfg = 3, BenchConfig.preset(tiny=True)
+    torch.manual_seed(0)
+    base = tiny_model("roberta-base")  # dropout on: both sides draw the same random numbers
+    bench_model = build_variant("lora", base, cfg)
+    train_model = copy.deepcopy(bench_model)
+    batch = random_batch(cfg, base.config.vocab_size)
+    step = train_step(bench_model)
+    step.scheduler = get_linear_schedule_with_warmup(step.optimizer, 0, n)
+    torch.manual_seed(1)
+    losses = [step.step(batch) for _ in range(n)]
+    torch.manual_seed(1)
+    out = train(train_model, [batch] * n, {"validation": [batch]}, get_task("sst2"),
+                TrainConfig(epochs=1, learning_rate=STEP_LR, warmup_ratio=0.0, progress="none"), torch.device("cpu"))
+    assert out["epochs"][0]["step"] == step.steps == n
+    assert out["epochs"][0]["train_loss"] == pytest.approx(sum(losses) / n)
+    trained = dict(train_model.named_parameters())
+    for name, p in bench_model.named_parameters():
+        assert torch.equal(p, trained[name]), name
+    assert any(name.endswith("lora_B") and p.abs().sum() > 0 for name, p in bench_model.named_parameters())
 
 
 def test_merged_equals_unmerged():
@@ -153,7 +186,6 @@ def test_bench_tiny_returns_every_key(glue_dir, roberta_tokenizer_dir, monkeypat
 
 
 def test_pipeline_overhead_reads_run_directories(tmp_path):
-    from lora_nb_utils.bench.timing import pipeline_overhead
     from lora_nb_utils.runs.rundir import write_json
     run = tmp_path / "m" / "task=rte,seed=1"
     write_json(run / "manifest.json", {"papermill_seconds": 100.0})
@@ -163,7 +195,6 @@ def test_pipeline_overhead_reads_run_directories(tmp_path):
 
 
 def test_ratios_markdown_sets_models_side_by_side():
-    from lora_nb_utils.bench.timing import ratios_markdown
     text = ratios_markdown([{"model": "minilm", "lora_vs_peft_step_time": 0.5, "merged_equals_unmerged": True},
                             {"model": "roberta-base", "lora_vs_peft_step_time": 1.25},
                             {"model": "roberta-base", "config": {"precision": "bf16"}}])

@@ -4,12 +4,13 @@ import json
 import papermill
 import pytest
 
+from lora_nb_utils.notebook_parameters import model_notebooks
 from lora_nb_utils.config import PARAMETER_NAMES
 from lora_nb_utils.runs.rundir import read_json
 from lora_nb_utils.paths import repo_root
 
 NOTEBOOKS = sorted((repo_root() / "notebooks").glob("*.ipynb"))
-MODEL_NOTEBOOKS = [nb for nb in NOTEBOOKS if nb.name[:2] in ("01", "02", "03")]
+MODEL_NOTEBOOKS = model_notebooks()  # 00 (MiniLM on a CPU), 01-03 (the paper's models)
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
@@ -29,14 +30,14 @@ def test_committed_stripped_with_kernelspec_and_one_parameters_cell(nb):
 
 
 def test_model_notebooks_expose_exactly_the_run_parameters_and_share_their_code():
-    assert len(MODEL_NOTEBOOKS) == 3
+    assert len(MODEL_NOTEBOOKS) == 4
     codes = []
     for nb in MODEL_NOTEBOOKS:
         params = papermill.inspect_notebook(str(nb))
         assert list(params) == PARAMETER_NAMES, nb.name
         cells = json.loads(nb.read_text())["cells"]
         codes.append(["".join(c["source"]) for c in cells if c["cell_type"] == "code"])
-    assert codes[0] == codes[1] == codes[2], "the model notebooks differ in prose only"
+    assert all(code == codes[0] for code in codes), "the model notebooks differ in prose only"
 
 
 @pytest.mark.parametrize("nb", MODEL_NOTEBOOKS, ids=lambda p: p.name)

@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import nbformat
@@ -33,6 +32,7 @@ from lora_nb_utils.runs.grid import load_plan
 from lora_nb_utils.runs.results import collect_results
 from lora_nb_utils.runs.runner import recover_interrupted, run_plan
 
+from tests.conftest import start_lora_nb
 from tests.test_cli_bad_inputs import _tiny_model_folder, own_tokenization_cache  # noqa: F401  (an autouse fixture)
 from lora_nb_utils.paths import repo_root
 
@@ -88,26 +88,10 @@ def project(tmp_path):
     return tmp_path, grid
 
 
-def _runner_child(grid: str, log_path: str, env: dict) -> None:
-    os.setpgid(0, 0)  # its own process group: SIGKILL to the group takes the runner and its workers
-    os.environ.update(env)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)
-    os._exit(main(["run", grid]))
-
-
 def start_runner(grid, log_path, **env) -> multiprocessing.Process:
     """`lora-nb run GRID` in a forked process (already imported: it starts at once), in a process group of its own."""
     env = {"STANDIN_LOG": str(grid.parent / "writes.log"), "PYTHONUNBUFFERED": "1", **env}
-    proc = multiprocessing.get_context("fork").Process(target=_runner_child, args=(str(grid), str(log_path), env))
-    proc.start()
-    try:
-        os.setpgid(proc.pid, proc.pid)  # whichever of parent and child comes first
-    except OSError:
-        pass
-    return proc
+    return start_lora_nb(["run", grid], log_path, env)
 
 
 def kill_runner(proc) -> bool:

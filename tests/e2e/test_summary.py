@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 
+from tests.conftest import FAKE_NOTEBOOK_PARAMS
 from lora_nb_utils.runs import rundir
 from lora_nb_utils.runs.results import collect_results, format_summary, grid_summary, summary_table
 
@@ -74,14 +75,7 @@ def test_summary_of_nothing():
     assert summary_table(collect_results("/nonexistent/folder")).empty
 
 
-PARAMS = '''model: str = "minilm"  # model
-task: str = "sst2"  # task
-method: str = "lora"  # method
-lora_r: int = 8  # rank
-learning_rate: float = 5.0e-4  # lr
-seed: int = 0  # seed
-output_dir: str = "runs/x"  # run directory
-progress: str = "auto"  # progress'''
+PARAMS = FAKE_NOTEBOOK_PARAMS
 
 BODY = '''from pathlib import Path
 from lora_nb_utils.runs import rundir
@@ -116,7 +110,7 @@ def test_lora_nb_run_ends_with_the_summary_and_no_kernel_warning(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # nbclient's kernels run with CurveZMQ keys: ipykernel has nothing to warn about
     assert "without encryption" not in proc.stdout + proc.stderr, proc.stderr
-    assert "Kernel is running" not in proc.stderr, proc.stderr
+    assert "Kernel is running" not in proc.stderr and "[IPKernelApp]" not in proc.stderr, proc.stderr
     lines = proc.stdout.strip().splitlines()
     done = next(i for i, line in enumerate(lines) if line.startswith("done: 2 finished, 0 failed"))
     assert lines[done + 1] == "" and lines[done + 2].startswith("task  method")

@@ -60,10 +60,11 @@ def test_subsample_is_fixed_across_calls(glue_dir):
     assert len(subsample(train, 0)) == len(train)
 
 
-def test_tokenize_truncates_pads_per_batch_and_caches(glue_dir, roberta_tokenizer):
+def test_tokenize_truncates_pads_per_batch_and_caches(glue_dir, roberta_tokenizer, monkeypatch, tmp_path):
     task = get_task("rte")
     dsd = load_glue(task, glue_dir)
     dsd["train"] = subsample(dsd["train"], 64)
+    monkeypatch.setenv("LORA_NB_CACHE", str(tmp_path))  # its own cache: other tests' entries stay out of the counts
     tok = tokenize(dsd, task, roberta_tokenizer, max_seq_len=128)
     lengths = [len(x) for x in tok["train"]["input_ids"]]
     assert max(lengths) == 128 and min(lengths) < 64  # truncated, not padded

@@ -73,3 +73,14 @@ def test_holdout_on_mnli_selects_once_and_reports_both_validation_sets(glue_dir)
     out, selection, tests = apply_split(raw, task, "holdout")
     assert selection == ["validation_matched"] and tests == ["test_matched", "test_mismatched"]
     assert (len(out["train"]), len(out["validation_matched"]), len(out["test_mismatched"])) == (90, 10, 9832)
+
+
+def test_the_protocols_have_one_home():
+    """glue/splits.py owns the list; RunConfig validates against the same object."""
+    import pytest
+
+    from lora_nb_utils import LoraNbError, config
+    from lora_nb_utils.glue import splits
+    assert config.SPLITS is splits.SPLITS == ("glue_dev", "sora", "holdout")
+    with pytest.raises(LoraNbError, match="split must be one of glue_dev, sora, holdout"):
+        RunConfig(split="dev")

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_nb_utils.report import core as report
+from lora_nb_utils import report
+from lora_nb_utils.report import claims as report_claims
 from lora_nb_utils.report import export as report_export
 from lora_nb_utils.report import figures as report_figures
 from lora_nb_utils.report import prose as report_prose
@@ -136,7 +137,7 @@ def test_rank_ablation_and_lora_vs_ft(table):
                                                               pytest.approx(80.0), 2)
     assert set(zip(ra["model"], ra["task"])) == {("minilm", "sst2")}  # one rank only (roberta-base, rte): no ablation
     one_rank = report.rank_ablation(table[table["lora_r"] != 2])
-    assert one_rank.empty and "two or more ranks" in report.message(one_rank)
+    assert isinstance(one_rank, report.NothingToShow) and "two or more ranks" in report.message(one_rank)
     vs = report.lora_vs_ft(table)
     sst2 = _cell(vs, model="minilm", task="sst2")
     assert (sst2["lora"], sst2["ft"], sst2["difference"]) == (pytest.approx(81.0), pytest.approx(84.0),
@@ -179,7 +180,7 @@ def test_why_numbers_differ_is_generated_from_the_runs(table):
 
 
 def test_claims_get_a_verdict_from_the_runs(table):
-    claims = report_prose.claims(table).set_index("Claim (paper)")
+    claims = report_claims.claims(table).set_index("Claim (paper)")
     lora_ft = claims.loc[[c for c in claims.index if c.startswith("LoRA matches full fine-tuning")][0]]
     assert lora_ft["Verdict"] == "not reproduced"  # MiniLM SST-2: LoRA 81.0 vs FT 84.0, one task, below
     assert "below on SST-2 (−3.0)" in lora_ft["Our runs"]
@@ -187,24 +188,57 @@ def test_claims_get_a_verdict_from_the_runs(table):
     assert ranks["Verdict"] == "reproduced" and "SST-2: r=8 is within 1 point of the best rank" in ranks["Our runs"]
     cells = claims.loc["The paper's Table 2 numbers"]
     assert cells["Verdict"] == "partly" and cells["Our runs"].startswith("2 of 4 cells within")
-    assert set(claims["Verdict"]) <= set(report_prose.VERDICTS)
-    assert report.message(report_prose.claims(pd.DataFrame())) == report.NO_RESULTS
+    assert set(claims["Verdict"]) <= set(report.VERDICTS)
+    assert report.message(report_claims.claims(pd.DataFrame())) == report.NO_RESULTS
 
 
 def test_empty_table_gives_a_clear_message():
     empty = pd.DataFrame()
     agg = report.aggregate(empty)
-    assert agg.empty and report.message(agg) == report.NO_RESULTS
+    assert agg.empty and list(agg.columns)[:4] == ["model", "method", "lora_r", "task"]  # data: an empty frame
     for frame in (report.compare_to_paper(agg), report.table2_layout(agg), report.rank_ablation(empty),
                   report.lora_vs_ft(empty), report.training_curves(empty), report.cost_table(empty),
                   report_tables.table2_view(agg), report_tables.verdict_view(agg)):
-        assert frame.empty and report.message(frame)
+        assert isinstance(frame, report.NothingToShow) and report.message(frame)
     assert report_prose.why_numbers_differ(empty) == []
     assert report_prose.overview(empty) == report.NO_RESULTS
     for plot in (report_figures.plot_scores, report_figures.plot_rank_ablation, report_figures.plot_convergence,
                  report_figures.plot_cost_vs_score):
         assert plot(empty) is None
     assert not report.reference_table("sora_paper_table", empty).empty
+
+
+def test_the_scores_figure_is_the_same_for_the_same_runs(table):
+    """The seeds' dots are jittered with a fixed generator: a rebuilt report has byte-identical figures, and the
+    caller's numpy random state is left as it was."""
+    import io
+
+    import numpy as np
+
+    def png():
+        buf = io.BytesIO()
+        fig = report_figures.plot_scores(table)
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+    np.random.seed(123)
+    expected = np.random.random()
+    np.random.seed(123)
+    first = png()
+    assert np.random.random() == expected  # the caller's random state is untouched
+    np.random.seed(456)
+    assert png() == first  # whatever the global state, the same figure
+
+
+def test_nothing_to_show_displays_nothing(monkeypatch):
+    import IPython.display
+    from lora_nb_utils.report import render
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    render.show(report.NothingToShow("No finished SoRA runs."))
+    render.show(pd.DataFrame())
+    assert shown == []
+    render.show(pd.DataFrame({"a": [1]}))
+    assert len(shown) == 1 and report.message(pd.DataFrame()) is None
 
 
 # ---------------------------------------------------------------- the notebook, HTML and PDF

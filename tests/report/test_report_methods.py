@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lora_nb_utils.report import core as report
+from lora_nb_utils import report
 from lora_nb_utils.report import methods as report_methods
+from lora_nb_utils.report import references as report_references
 from lora_nb_utils.runs.results import run_row
 
 from tests.report.test_report import _row
@@ -87,14 +88,14 @@ def test_method_claims_are_verdicts_from_the_runs(runs):
     assert "No gate reached zero" in claims["SoRA"]["Our runs"]
     gates = report_methods.sora_gates_view(runs)
     assert "sora_lambda" not in gates and "λ" in gates and "Model" not in gates
-    assert report_methods.reference_tables(runs)[0][1]["Method"].iloc[0] == "FT"
+    assert report_references.reference_tables(runs)[0][1]["Method"].iloc[0] == "FT"
 
 
 def test_without_adalora_or_sora_runs_there_is_only_the_message():
     lora_ft = pd.DataFrame([_method_row("lora", "sst2", 1, 0.9, 0.8), _method_row("ft", "sst2", 1, 0.9, 0.8)])
     assert report.message(report_methods.methods_comparison(lora_ft)) == report_methods.NO_METHODS
     assert report_methods.methods_findings(lora_ft) == []  # the section is left out of the report
-    assert report_methods.method_claims(lora_ft) == [] and report_methods.reference_tables(lora_ft) == []
+    assert report_methods.method_claims(lora_ft) == [] and report_references.reference_tables(lora_ft) == []
 
 
 def test_results_rows_record_the_method_settings(tmp_path):

@@ -2,9 +2,9 @@
 import pandas as pd
 import pytest
 
-from lora_nb_utils.report.core import table2_runs
-from lora_nb_utils.report.fair_comparison import (fair_comparison, fair_findings, fair_table, selection_view, value_text,
-                                            versus)
+from lora_nb_utils.report.fair_comparison import fair_comparison, fair_findings, fair_table, selection_view, versus
+from lora_nb_utils.report.format import value_text
+from lora_nb_utils.report.select import table2_runs
 
 
 def _run(task, method, lr, seed, test, selection, heldout=0.8, **extra):

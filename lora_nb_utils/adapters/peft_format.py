@@ -1,160 +1,35 @@
-"""Bridges to other LoRA formats: the LoRA authors' released checkpoints in, PEFT adapter folders out (and in).
+"""PEFT adapter folders out and in: our LoRA model (or a finished run directory) as adapter_config.json +
+adapter_model.safetensors that peft.PeftModel.from_pretrained loads, and such a folder loaded back into our model.
 
-Our models are Hugging Face models with loralib.Linear layers (lora.inject_lora), so a LoRA module `X` holds
-`X.lora_A` (r, d_in) and `X.lora_B` (d_out, r), and the output is W x + (alpha / r) B A x, as in loralib and PEFT.
+Our LoRA module `X` holds `X.lora_A` (r, d_in) and `X.lora_B` (d_out, r), and the output is W x + (alpha / r) B A x,
+as in PEFT; only the names differ:
 
-    official .bin (microsoft/LoRA)  roberta.encoder.layer.0.attention.self.query.lora_A   (same names as ours)
     ours                            roberta.encoder.layer.0.attention.self.query.lora_A
     PEFT adapter_model.safetensors  base_model.model.roberta.encoder.layer.0.attention.self.query.lora_A.weight
                                     base_model.model.classifier.dense.weight              (modules_to_save)
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
-import warnings
 from pathlib import Path
 
-import loralib
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint import check_state, load_state, load_trainable, read_adapter_metadata, resolve_adapter
 from ..errors import LoraNbError
-from ..methods.lora import inject_lora, is_head_parameter, is_lora_parameter
+from ..glue.tasks import get_task
+from ..methods.lora import inject_lora, is_head_parameter, is_lora_parameter, lora_modules, require_lora, set_lora_alpha
+from ..models import MODELS, canonical_name, load_model, resolve_source, skeleton
+from ..runs.rundir import MANIFEST, read_json
+from .checkpoint import load_trainable, read_adapter_metadata, resolve_adapter
+from .state import check_lora_state, head_mismatch, load_state, lora_rank, split_lora_head
 
 PEFT_CONFIG, PEFT_WEIGHTS, PEFT_WEIGHTS_BIN = "adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"
 PEFT_PREFIX = "base_model.model."
-
-
-# ---------------------------------------------------------------- helpers shared by both bridges
-
-def lora_modules(model: nn.Module) -> dict[str, loralib.Linear]:
-    """The model's LoRA layers by module name."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, loralib.Linear) and m.r > 0}
-
-
-def _require_lora(model: nn.Module, source: str, r: int = 8) -> dict[str, loralib.Linear]:
-    modules = lora_modules(model)
-    if not modules:
-        raise LoraNbError(f"{source}: this {type(model).__name__} has no LoRA layers. Inject them first with the "
-                          f"checkpoint's rank and targets, e.g. inject_lora(model, r={r}, targets='query,value').")
-    return modules
-
-
-def set_lora_alpha(model: nn.Module, lora_alpha: float) -> None:
-    """Set alpha on every LoRA layer, and the scaling loralib derives from it at construction (alpha / r)."""
-    for m in lora_modules(model).values():
-        m.lora_alpha = lora_alpha
-        m.scaling = lora_alpha / m.r
-
-
-def _check_lora_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Every LoRA tensor of `state` has a parameter of the same shape, and every LoRA layer of the model is covered."""
-    modules = _require_lora(model, source, _rank(state))
-    check_state(model, state, source)
-    for name in modules:
-        for part in ("lora_A", "lora_B"):
-            if f"{name}.{part}" not in state:
-                raise LoraNbError(f"{source}: the model has LoRA at {name!r} but the file has no {name}.{part} "
-                                  "(LoRA injected on other targets, or more layers than the checkpoint?).")
-
-
-def _head_mismatch(model: nn.Module, head: dict[str, torch.Tensor]) -> str | None:
-    """Why this head cannot be loaded into the model, or None when it can."""
-    params = dict(model.named_parameters())
-    for key, tensor in head.items():
-        if key not in params:
-            return f"{key!r} is not a parameter of this model"
-        if tuple(params[key].shape) != tuple(tensor.shape):
-            return (f"shape {tuple(tensor.shape)} at {key!r} vs model {tuple(params[key].shape)} "
-                    f"(model num_labels={getattr(model.config, 'num_labels', '?')})")
-    return None
-
-
-def _split(state: dict[str, torch.Tensor], source: str) -> tuple[dict, dict]:
-    """(LoRA tensors, head tensors); anything else is an error."""
-    lora, head = {}, {}
-    for key, tensor in state.items():
-        if is_lora_parameter(key):
-            lora[key] = tensor
-        elif is_head_parameter(key):
-            head[key] = tensor
-        else:
-            raise LoraNbError(f"{source}: key {key!r} is neither a LoRA matrix nor the classification head; only "
-                              "LoRA adapters can be loaded this way.")
-    if not lora:
-        raise LoraNbError(f"{source}: holds no LoRA matrices.")
-    return lora, head
-
-
-def _rank(lora: dict[str, torch.Tensor]) -> int:
-    return next((t.shape[0] for k, t in lora.items() if k.endswith("lora_A")), 0)
-
-
-def _num_labels(head: dict[str, torch.Tensor]) -> int | None:
-    out = head.get("classifier.out_proj.weight", head.get("classifier.weight"))
-    return None if out is None else out.shape[0]
-
-
-# ---------------------------------------------------------------- the LoRA authors' released checkpoints
-
-def read_official_checkpoint(path, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
-    """The tensors of a microsoft/LoRA `.bin` file, under our names: a `module.` prefix (DDP) is dropped, and keys of
-    a bare encoder (`encoder.`, `embeddings.`) get the model's prefix (`roberta.`, `deberta.`, `bert.`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise LoraNbError(f"No checkpoint file at {str(path)!r}.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickles with code, truncated files, ...
-        raise LoraNbError(f"{path}: not a readable torch state dict ({type(e).__name__}: {e}).") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise LoraNbError(f"{path}: expected a flat state dict of tensors (name -> tensor).")
-    prefix = getattr(model, "base_model_prefix", "") if model is not None else ""
-    out = {}
-    for key, tensor in state.items():
-        key = key.removeprefix("module.")
-        if prefix and key.split(".")[0] in ("encoder", "embeddings"):
-            key = f"{prefix}.{key}"
-        out[key] = tensor
-    return out
-
-
-def load_official_checkpoint(model: nn.Module, path, *, lora_alpha: float, include_head: bool = True) -> dict:
-    """Load a LoRA checkpoint released by the paper's authors (microsoft/LoRA examples/NLU, e.g.
-    roberta_base_lora_mnli.bin) into a model with LoRA injected at the same rank and targets.
-
-    `lora_alpha` is required: the file holds A and B but not alpha, and the output is W x + (alpha / r) B A x.
-    Their RoBERTa-base scripts used alpha 16 (r 8); DeBERTa XXL alpha 32 (r 16). Evaluating with another alpha
-    rescales every update and silently ruins accuracy, so it is set here on every LoRA layer (alpha and scaling).
-
-    The head (`classifier.*`, plus the pooler for DeBERTa) is loaded when `include_head` and its shapes match the
-    model (same num_labels); otherwise it stays as it is. Returns a printable report."""
-    source = str(path)
-    lora, head = _split(read_official_checkpoint(path, model), source)
-    _check_lora_state(model, lora, source)
-    reason = "not requested" if not include_head else "none in the file" if not head else _head_mismatch(model, head)
-    if include_head and head and reason:
-        warnings.warn(f"{source}: classification head not loaded: {reason}.", stacklevel=2)
-    head = head if reason is None else {}
-    loaded = load_state(model, {**lora, **head}, source=source)
-    set_lora_alpha(model, lora_alpha)
-    r = _rank(lora)
-    return {"source": source, "loaded": len(loaded), "lora_tensors": len(lora), "lora_modules": len(lora) // 2,
-            "r": r, "lora_alpha": lora_alpha, "scaling": lora_alpha / r, "head_loaded": bool(head),
-            "head": f"loaded, {len(head)} tensors, {_num_labels(head)} labels" if head else f"not loaded: {reason}"}
-
-
-def init_from_official(model: nn.Module, path) -> list[str]:
-    """MNLI initialisation from an official `.bin`: the LoRA matrices only (no head); alpha stays the run's own."""
-    lora, _ = _split(read_official_checkpoint(path, model), str(path))
-    _check_lora_state(model, lora, str(path))
-    return load_state(model, lora, source=str(path))
 
 
 # ---------------------------------------------------------------- PEFT adapters out
@@ -162,7 +37,7 @@ def init_from_official(model: nn.Module, path) -> list[str]:
 def _lora_settings(model: nn.Module) -> dict:
     """r, alpha and dropout, which must be the same on every layer. Alpha is what the layers compute with: scaling * r
     when someone changed `scaling` alone."""
-    modules = _require_lora(model, "export")
+    modules = require_lora(model, "export")
     settings = {(m.r, m.lora_alpha if math.isclose(m.scaling, m.lora_alpha / m.r) else m.scaling * m.r,
                  getattr(m.lora_dropout, "p", 0.0)) for m in modules.values()}
     if len(settings) > 1:
@@ -201,27 +76,24 @@ def peft_config_for(model: nn.Module):
                       modules_to_save=peft_modules_to_save(model), **_lora_settings(model))
 
 
-def export_peft(model_or_run_dir, out_dir, *, base_model_name_or_path: str | None = None,
+def export_peft(model: nn.Module, out_dir, *, base_model_name_or_path: str | None = None,
                 revision: str | None = None) -> dict:
-    """Write a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) for a LoRA-injected model, or
-    for a run directory (see export_run). peft.PeftModel.from_pretrained(base_model, out_dir) then gives our logits.
+    """Write a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) for a LoRA-injected model
+    (a run directory: export_run). peft.PeftModel.from_pretrained(base_model, out_dir) then gives our logits.
 
     Uses PEFT itself: a PeftModel of the same architecture is built on the meta device (no weights), our LoRA and
     head tensors are given under its parameter names, and PeftModel.save_pretrained writes the files."""
-    if not isinstance(model_or_run_dir, nn.Module):
-        return export_run(model_or_run_dir, out_dir)
     from peft import get_peft_model
-    from transformers import AutoModelForSequenceClassification
 
-    model = model_or_run_dir
+    if not isinstance(model, nn.Module):
+        raise LoraNbError(f"export_peft takes a LoRA-injected model, not {model!r}. Fix: export_run(run_dir, out_dir) "
+                          "for a run directory.")
     if base_model_name_or_path is None:
         base_model_name_or_path, found = _base_reference(model.name_or_path)
         revision = revision or found
     config = peft_config_for(model)
     ours = {n: p.detach() for n, p in model.named_parameters() if is_lora_parameter(n) or is_head_parameter(n)}
-    with torch.device("meta"):
-        skeleton = AutoModelForSequenceClassification.from_config(copy.deepcopy(model.config))
-    peft_model = get_peft_model(skeleton, config)
+    peft_model = get_peft_model(skeleton(model.config), config)
     mapped = {}
     for key, meta in peft_model.state_dict().items():
         name = _peft_key_to_ours(key)
@@ -253,7 +125,6 @@ def export_peft(model_or_run_dir, out_dir, *, base_model_name_or_path: str | Non
 def _base_reference(name: str) -> tuple[str | None, str | None]:
     """(base_model_name_or_path, revision) for adapter_config.json: the hub id for registry models (portable, also
     when loaded from a local copy), else the name itself; the commit when the source is a hub-cache snapshot."""
-    from ..models import MODELS, canonical_name, resolve_source
     if not name:
         return None, None
     key = canonical_name(name)
@@ -279,12 +150,6 @@ def export_run(run_dir, out_dir, base_model=None) -> dict:
     The model is rebuilt from the metadata (model, task, r, alpha, targets): from `base_model` when given (a model
     object, or a model name / folder), else from the model's config on the meta device and left uninitialised, since
     only the adapter's own tensors are exported (no pretrained weights needed, so it works offline)."""
-    from transformers import AutoModelForSequenceClassification
-
-    from ..models import load_config, load_model
-    from ..runs.rundir import MANIFEST, read_json
-    from ..glue.tasks import get_task
-
     adapter = resolve_adapter(run_dir)
     meta = read_adapter_metadata(adapter)
     need = [k for k in ("model", "task", "lora_r", "lora_alpha", "lora_targets") if k not in meta]
@@ -299,9 +164,7 @@ def export_run(run_dir, out_dir, base_model=None) -> dict:
     elif base_model is not None:
         model, reference = load_model(base_model, task, weights="pretrained"), base_model
     else:
-        with torch.device("meta"):
-            model = AutoModelForSequenceClassification.from_config(load_config(meta["model"], task))
-        reference = meta["model"]
+        model, reference = skeleton(meta["model"], task), meta["model"]
     inject_lora(model, meta["lora_r"], meta["lora_alpha"], dropout, meta["lora_targets"])
     if base_model is None:
         model.to_empty(device="cpu")  # real (uninitialised) storage to hold the adapter's tensors
@@ -344,12 +207,12 @@ def import_peft(model: nn.Module, adapter_dir, *, include_head: bool = True) -> 
     scaling come from its adapter_config.json. The head (modules_to_save) loads when `include_head`."""
     source = str(adapter_dir)
     config, state = read_peft_adapter(adapter_dir)
-    lora, head = _split(state, source)
-    _check_lora_state(model, lora, source)
-    if config.get("r") != _rank(lora):
-        raise LoraNbError(f"{source}: adapter_config.json says r={config.get('r')}, its tensors r={_rank(lora)}.")
+    lora, head = split_lora_head(state, source)
+    check_lora_state(model, lora, source)
+    if config.get("r") != lora_rank(lora):
+        raise LoraNbError(f"{source}: adapter_config.json says r={config.get('r')}, its tensors r={lora_rank(lora)}.")
     if include_head and head:
-        reason = _head_mismatch(model, head)
+        reason = head_mismatch(model, head)
         if reason:
             raise LoraNbError(f"{source}: cannot load the head (modules_to_save): {reason}.")
     loaded = load_state(model, {**lora, **(head if include_head else {})}, source=source)
