@@ -68,9 +68,13 @@ def model_notebooks(root: Path | None = None) -> list[Path]:
             if "config_from_notebook(" in p.read_text()]
 
 
-def parameters_cell_of(notebook: Path) -> dict:
-    nb = json.loads(Path(notebook).read_text())
+def parameters_cell_in(nb: dict) -> dict:
+    """The cell tagged `parameters` of a notebook's JSON."""
     return next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+
+
+def parameters_cell_of(notebook: Path) -> dict:
+    return parameters_cell_in(json.loads(Path(notebook).read_text()))
 
 
 def write_parameters_cells(root: Path | None = None) -> list[Path]:
@@ -78,7 +82,7 @@ def write_parameters_cells(root: Path | None = None) -> list[Path]:
     text, written = parameters_cell(smoke_values(root)), []
     for path in model_notebooks(root):
         nb = json.loads(path.read_text())
-        cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        cell = parameters_cell_in(nb)
         if "".join(cell["source"]) != text:
             cell["source"] = text.splitlines(keepends=True)
             path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")

@@ -167,12 +167,17 @@ def claim(run_dir, params: dict, replace: bool = False) -> None:
         start_run(run_dir, params)
 
 
+def read_manifest(run_dir) -> dict:
+    """The run's manifest.json; {} when it is missing or unreadable (truncated by a kill)."""
+    try:
+        return read_json(Path(run_dir) / MANIFEST)
+    except (OSError, ValueError):
+        return {}
+
+
 def launched_by_runner(run_dir) -> bool:
     """Whether the runner launched this run, and so writes its manifest (see the module's docstring)."""
-    try:
-        return "run_name" in read_json(Path(run_dir) / MANIFEST)
-    except (OSError, ValueError):
-        return False
+    return "run_name" in read_manifest(run_dir)
 
 
 def _prepared_by_runner(manifest: dict, params: dict) -> bool:

@@ -18,7 +18,6 @@ import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from enum import Enum
-from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 
@@ -120,8 +119,14 @@ def _safe_execute(run, notebook, timeout, **launcher):
     try:
         return execute_run(run, notebook, timeout, **launcher)
     except Exception as exc:  # the runner's own failure for this run (disk full, ...): record, go on
-        return {"name": run.name, "status": Status.FAILED, "seconds": 0.0,
-                "error": {"type": type(exc).__name__, "message": traceback.format_exc()[-2000:]}}
+        error = {"type": type(exc).__name__, "message": traceback.format_exc()[-2000:]}
+        if rundir.read_manifest(run.run_dir).get("status") == Status.RUNNING:  # the manifest's writer closes it
+            try:
+                rundir.update_manifest(run.run_dir, status=Status.FAILED, notebook_status=NotebookStatus.ERROR,
+                                       error=error, finished=rundir.now())
+            except OSError:  # the disk that failed the run: the next runner's recovery records it
+                pass
+        return {"name": run.name, "status": Status.FAILED, "seconds": 0.0, "error": error}
 
 
 def recover_interrupted(plan: Plan, skip=()) -> list[str]:
@@ -135,7 +140,7 @@ def recover_interrupted(plan: Plan, skip=()) -> list[str]:
         if run.name in skip:
             continue
         rundir.remove_stale_temporaries(run.run_dir)
-        manifest = _readable_manifest(run.run_dir)
+        manifest = rundir.read_manifest(run.run_dir)
         if not _left_by_a_killed_process(manifest):
             continue
         if rundir.is_finished(run.run_dir):
@@ -152,11 +157,6 @@ def recover_interrupted(plan: Plan, skip=()) -> list[str]:
     return recorded
 
 
-def _readable_manifest(run_dir: Path) -> dict:
-    try:
-        return rundir.read_json(run_dir / rundir.MANIFEST)
-    except (OSError, ValueError):
-        return {}
 
 
 def _left_by_a_killed_process(manifest: dict) -> bool:

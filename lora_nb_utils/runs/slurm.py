@@ -172,7 +172,7 @@ def _job_id_from_environment() -> str:
 def _run_in_job(run: PlannedRun, timeout, job_id: str, node: str) -> dict:
     from . import runner
     runner._GPU = os.environ.get("CUDA_VISIBLE_DEVICES")  # the GPU(s) SLURM gave the job, for the manifest
-    previous = _manifest(run.run_dir).get("slurm") or {}
+    previous = rundir.read_manifest(run.run_dir).get("slurm") or {}
     slurm = {**previous, "job_id": job_id, "node": node, "state": "RUNNING"}
     return runner._safe_execute(run, str(run.notebook), timeout, slurm=slurm)
 
@@ -203,7 +203,7 @@ class SlurmExecutor:
         (submitted just before a runner was killed: they never ran)."""
         self._name, self._folder = job_name(plan), log_dir(plan, self.options)
         _require_slurm()
-        flights = settle(plan, jobs_in_flight(plan), log)
+        flights = settle(plan, jobs_in_flight(plan), log, unknown_ended=False)
         held = _held_jobs(self._name)
         orphans = sorted(set(held) - set(flights.values()))
         if orphans:
@@ -283,7 +283,8 @@ class SlurmExecutor:
         """A requeued job (node failure, preemption) is PENDING again under the same id: said once."""
         if state["state"] != "PENDING" or job in self._requeued:
             return
-        if any((_manifest(run.run_dir).get("slurm") or {}).get("state") == "RUNNING" for run in self._jobs[job]):
+        if any((rundir.read_manifest(run.run_dir).get("slurm") or {}).get("state") == "RUNNING"
+               for run in self._jobs[job]):
             self._requeued.add(job)
             self.log(f"job {job} was requeued by SLURM ({state.get('reason')}); waiting on it")
 
@@ -299,7 +300,7 @@ def record_end(run: PlannedRun, job: str, state: dict) -> dict:
     run's outcome. A run that wrote its metrics.json keeps its result (its status from there, should the job have
     ended before the run's own last manifest write); a COMPLETED job whose run recorded no end is a failure."""
     from .runner import NotebookStatus
-    manifest = _manifest(run.run_dir)
+    manifest = rundir.read_manifest(run.run_dir)
     slurm = {**(manifest.get("slurm") or {}), "job_id": job, "state": state["state"]}
     slurm["node"] = state.get("node") or slurm.get("node")
     if state.get("reason") and state["reason"] != "None":
@@ -339,7 +340,7 @@ def jobs_in_flight(plan: Plan) -> dict[str, str]:
     recorded yet)."""
     out = {}
     for run in plan.runs:
-        manifest = _manifest(run.run_dir)
+        manifest = rundir.read_manifest(run.run_dir)
         slurm = manifest.get("slurm") or {}
         if slurm.get("job_id") and slurm.get("state") not in ENDED and \
                 manifest.get("status") in (Status.QUEUED, Status.RUNNING):
@@ -347,9 +348,10 @@ def jobs_in_flight(plan: Plan) -> dict[str, str]:
     return out
 
 
-def settle(plan: Plan, flights: dict[str, str], log) -> dict[str, str]:
+def settle(plan: Plan, flights: dict[str, str], log, unknown_ended: bool = True) -> dict[str, str]:
     """Record the ends of the jobs in `flights` (run name -> job id) that have ended; returns the others, still
-    queued or running (all of them where SLURM's commands are missing or no controller answers)."""
+    queued or running (all of them where SLURM's commands are missing or no controller answers). A job SLURM does
+    not name counts as ended with `unknown_ended`; else it is returned, for SlurmExecutor.wait's three polls."""
     if not flights or shutil.which("squeue") is None:
         return flights
     try:
@@ -360,7 +362,7 @@ def settle(plan: Plan, flights: dict[str, str], log) -> dict[str, str]:
     runs, left = {r.name: r for r in plan.runs}, {}
     for name, job in flights.items():
         state = states.get(job, {"state": "UNKNOWN"})
-        if state["state"] in ENDED:
+        if state["state"] in ENDED and (unknown_ended or state["state"] != "UNKNOWN"):
             outcome = record_end(runs[name], job, state)
             log(f"{name}: job {job} ended {state['state']} while no runner watched: {outcome['status']}")
         else:
@@ -368,11 +370,6 @@ def settle(plan: Plan, flights: dict[str, str], log) -> dict[str, str]:
     return left
 
 
-def _manifest(run_dir: Path) -> dict:
-    try:
-        return rundir.read_json(Path(run_dir) / rundir.MANIFEST)
-    except (OSError, ValueError):
-        return {}
 
 
 # --- asking SLURM ---------------------------------------------------------------------------------------------------

@@ -214,3 +214,23 @@ with open(os.path.join(output_dir, "probe.json"), "w") as f:
     manifest = read_json(run_dir / "manifest.json")
     assert manifest["status"] == "ok" and manifest["notebook_status"] == "complete" and manifest["finished"]
     assert manifest["papermill_seconds"] > 0 and rundir.launched_by_runner(run_dir)
+
+
+def test_a_runner_failure_after_the_start_closes_the_runs_record(project, monkeypatch):
+    """The runner writes a grid run's manifest: when it fails itself after starting the run (a read error, a full
+    disk), the record says failed, with the error, instead of 'running' until the next runner."""
+    root, write_grid = project
+    plan = load_plan(write_grid("blocks:\n  - matrix: {task: [sst2], seed: [1]}\n"))
+
+    real = rundir.is_finished
+
+    def unreadable_once_started(run_dir, expected_hash=None):  # the check after papermill, not the plan's
+        if rundir.read_manifest(run_dir).get("status") == "running":
+            raise OSError("simulated read error")
+        return real(run_dir, expected_hash)
+    monkeypatch.setattr(rundir, "is_finished", unreadable_once_started)
+    outcomes = run_plan(plan, log=lambda *_: None)
+    assert [o["status"] for o in outcomes] == ["failed"]
+    manifest = read_json(plan.runs[0].run_dir / "manifest.json")
+    assert manifest["status"] == "failed" and manifest["notebook_status"] == "error" and manifest["finished"]
+    assert "simulated read error" in manifest["error"]["message"]
