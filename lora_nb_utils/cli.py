@@ -201,8 +201,10 @@ def cmd_export(args) -> int:
         raise LoraNbError(f"{args.out!r} is a file. Fix: give a folder for the PEFT adapter (created if missing).")
     report = export_run(args.run_dir, args.out)
     print(f"wrote PEFT adapter {report['out_dir']}: {', '.join(report['files'])}")
-    for k in ("tensors", "r", "lora_alpha", "target_modules", "modules_to_save", "base_model_name_or_path", "revision"):
-        print(f"{k:>24}: {report[k]}")
+    for k in ("peft_type", "tensors", "r", "lora_alpha", "target_modules", "modules_to_save",
+              "base_model_name_or_path", "revision"):
+        if report.get(k) is not None:
+            print(f"{k:>24}: {report[k]}")
     return 0
 
 
@@ -305,8 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", help="a grid's output folder, e.g. runs/cpu_minilm")
     p.set_defaults(func=cmd_results)
 
-    p = sub.add_parser("export", help="a LoRA run's adapter in another format (PEFT adapter folder)")
-    p.add_argument("run_dir", help="a finished LoRA run directory (or its adapter.safetensors)")
+    p = sub.add_parser("export", help="a run's adapter in another format (PEFT adapter folder)")
+    p.add_argument("run_dir", help="a finished LoRA, rsLoRA, LoRA+, DoRA or VeRA run directory (or its "
+                                   "adapter.safetensors)")
     p.add_argument("--format", choices=["peft"], default="peft", help="output format (default: peft)")
     p.add_argument("out", help="the folder to write (adapter_config.json + adapter_model.safetensors)")
     p.set_defaults(func=cmd_export)

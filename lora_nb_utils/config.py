@@ -29,9 +29,9 @@ class RunConfig:
     max_eval_samples: int = 0  # 0: the whole validation set
     split: str = "glue_dev"  # glue_dev (train / GLUE validation) | sora (SoRA's protocol) | holdout (splits.py)
     # method
-    method: str = "lora"  # ft | lora | adalora | sora
-    lora_r: int = 8  # LoRA rank r (SoRA: the largest rank, r_max)
-    lora_alpha: float = 8.0  # LoRA alpha: the update is scaled by alpha / r
+    method: str = "lora"  # ft | lora | adalora | sora | rslora | loraplus | dora | pissa | vera
+    lora_r: int = 8  # LoRA rank r (SoRA: the largest rank, r_max; VeRA: the shared projections' rank)
+    lora_alpha: float = 8.0  # LoRA alpha: the update is scaled by alpha / r (rsLoRA: alpha / sqrt(r); VeRA: unused)
     lora_dropout: float = 0.0  # dropout on the LoRA branch input
     lora_targets: str = "query,value"  # comma list of query,key,value,attn_out,ffn_in,ffn_out, or 'all'
     init_from: str = ""  # MNLI initialisation: adapter file or MNLI run directory; empty: none
@@ -48,6 +48,9 @@ class RunConfig:
     sora_lambda: float = 0.375  # L1 weight; soft threshold per step: current lr x sora_lambda
     sora_lambda_schedule: str = "constant"  # constant | linear (sora_lambda -> sora_max_lambda over training)
     sora_max_lambda: float = 0.0  # final lambda of the linear schedule
+    # the LoRA family (methods rslora, loraplus, dora, pissa, vera: lora_r, lora_alpha and lora_targets as LoRA)
+    loraplus_lr_ratio: float = 8.0  # LoRA+ (Hayou et al. 2024): B's learning rate over A's (its best for B from 0)
+    vera_d_initial: float = 0.1  # VeRA (Kopiczko et al. 2024): the start value of its d vectors
     cls_dropout: float = -1.0  # classifier dropout; negative: the model's default
     # optimisation
     epochs: int = 1  # the most epochs a run trains (the learning-rate schedule spans them all)
@@ -55,6 +58,7 @@ class RunConfig:
     batch_size: int = 16  # per-device batch size
     grad_accum: int = 1  # micro-batches per optimizer step (effective batch: batch_size x grad_accum)
     learning_rate: float = 5.0e-4  # peak learning rate (AdamW, linear warmup then linear decay)
+    head_learning_rate: float = 0.0  # the classification head's own peak learning rate (VeRA's recipe); 0: the same
     weight_decay: float = 0.0  # AdamW weight decay (not on biases and LayerNorm)
     warmup_ratio: float = 0.06  # fraction of steps spent warming up
     max_grad_norm: float = 1.0  # gradient clipping; 0: off
@@ -113,11 +117,14 @@ def check_ranges(cfg: RunConfig) -> None:
     _require(cfg.progress in ("auto", "bar", "log", "none"),
              f"progress must be auto, bar, log or none, not {cfg.progress!r}.")
     method = get_method(cfg.method)
+    _require(not (cfg.head_learning_rate and method.make_optimizer),
+             f"head_learning_rate does not apply to method {cfg.method}: its optimizer sets the head's rates itself "
+             "(LoRA+: peft's create_loraplus_optimizer). Fix: head_learning_rate 0.")
     if method.validate:  # its own parameters: lora_r >= 1, AdaLoRA's target_r <= init_r, ...
         method.validate(cfg)
     _require(0 <= cfg.lora_dropout < 1, f"lora_dropout must be in [0, 1), not {cfg.lora_dropout!r}.")
     _require(0 <= cfg.warmup_ratio <= 1, f"warmup_ratio must be in [0, 1], not {cfg.warmup_ratio!r}.")
-    for name in ("max_train_samples", "max_eval_samples", "weight_decay", "max_grad_norm"):
+    for name in ("max_train_samples", "max_eval_samples", "weight_decay", "max_grad_norm", "head_learning_rate"):
         _require(getattr(cfg, name) >= 0, f"{name} must be >= 0, not {getattr(cfg, name)!r}.")
 
 

@@ -124,7 +124,8 @@ def _train_and_record(cfg: RunConfig, model: nn.Module, data: RunData, run_dir: 
                        precision=cfg.precision, progress=cfg.progress,
                        early_stopping_patience=cfg.early_stopping_patience)
     total_steps = optimizer_steps(data.train_loader, tcfg)
-    optimizer = make_optimizer(model, cfg.learning_rate, cfg.weight_decay)
+    optimizer = method.make_optimizer(cfg, model) if method.make_optimizer else \
+        make_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.head_learning_rate or None)
     before_zero_grad = method.on_training_start(cfg, model, optimizer, total_steps) \
         if method.on_training_start else None
     result = train(model, data.train_loader, data.eval_loaders, data.task, tcfg, pick_device(cfg.device),

@@ -18,7 +18,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from .config import use_bar
 from .errors import LoraNbError
-from .methods.lora import lora_merged
+from .methods.lora import is_head_parameter, lora_merged
 from .glue.metrics import compute_metrics, is_collapsed, predictions_from_logits
 from .glue.tasks import Task
 from .runs.rundir import Status
@@ -84,14 +84,17 @@ def autocast_context(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW over trainable parameters; no weight decay on biases and LayerNorm weights."""
-    decay, no_decay = [], []
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
+                   head_lr: float | None = None) -> torch.optim.AdamW:
+    """AdamW over trainable parameters; no weight decay on biases and LayerNorm weights. `head_lr`: the
+    classification head's own learning rate (VeRA's recipe); else every parameter at `lr`."""
+    groups = {(lr, True): [], (lr, False): []}  # (learning rate, decays) -> parameters
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+            decays = not (p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name)
+            groups.setdefault((head_lr if head_lr and is_head_parameter(name) else lr, decays), []).append(p)
+    return torch.optim.AdamW([{"params": params, "lr": rate, "weight_decay": weight_decay if decays else 0.0}
+                              for (rate, decays), params in groups.items()], lr=lr)
 
 
 def peak_rss_mb() -> float:

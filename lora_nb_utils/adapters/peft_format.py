@@ -10,6 +10,7 @@ as in PEFT; only the names differ:
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -22,7 +23,10 @@ from torch import nn
 
 from ..errors import LoraNbError
 from ..glue.tasks import get_task
-from ..methods.lora import inject_lora, is_head_parameter, is_lora_parameter, lora_modules, require_lora, set_lora_alpha
+from ..config import RunConfig
+from ..methods import METHODS, get_method
+from ..methods.lora import (is_adapter_parameter, is_head_parameter, is_lora_parameter, lora_modules, lora_scaling,
+                             require_lora, set_lora_alpha)
 from ..models import MODELS, canonical_name, load_model, resolve_source, skeleton
 from ..runs.rundir import MANIFEST, read_json
 from .checkpoint import load_trainable, read_adapter_metadata, resolve_adapter
@@ -35,16 +39,20 @@ PEFT_PREFIX = "base_model.model."
 # ---------------------------------------------------------------- PEFT adapters out
 
 def _lora_settings(model: nn.Module) -> dict:
-    """r, alpha and dropout, which must be the same on every layer. Alpha is what the layers compute with: scaling * r
-    when someone changed `scaling` alone."""
+    """r, alpha, dropout and use_rslora, which must be the same on every layer. Alpha is what the layers compute
+    with: recomputed from `scaling` when someone changed `scaling` alone."""
     modules = require_lora(model, "export")
-    settings = {(m.r, m.lora_alpha if math.isclose(m.scaling, m.lora_alpha / m.r) else m.scaling * m.r,
-                 getattr(m.lora_dropout, "p", 0.0)) for m in modules.values()}
+    settings = set()
+    for m in modules.values():
+        alpha = m.lora_alpha if math.isclose(m.scaling, lora_scaling(m, m.lora_alpha)) else \
+            m.scaling / lora_scaling(m, 1.0)
+        settings.add((m.r, alpha, getattr(m.lora_dropout, "p", 0.0), bool(getattr(m, "rank_stabilized", False))))
     if len(settings) > 1:
-        raise LoraNbError(f"export: LoRA layers differ in (r, alpha, dropout): {sorted(settings)}; PEFT export "
-                          "supports one setting for all layers.")
-    r, alpha, dropout = settings.pop()
-    return {"r": r, "lora_alpha": int(alpha) if float(alpha).is_integer() else alpha, "lora_dropout": dropout}
+        raise LoraNbError(f"export: LoRA layers differ in (r, alpha, dropout, rsLoRA): {sorted(settings)}; PEFT "
+                          "export supports one setting for all layers.")
+    r, alpha, dropout, rslora = settings.pop()
+    return {"r": r, "lora_alpha": int(alpha) if float(alpha).is_integer() else alpha, "lora_dropout": dropout,
+            "use_rslora": rslora}
 
 
 def peft_target_modules(model: nn.Module) -> list[str]:
@@ -69,6 +77,11 @@ def _peft_key_to_ours(key: str) -> str:
     return key.replace(".modules_to_save.default.", ".").replace(".modules_to_save.default", "")
 
 
+def _peft_key_to_tuner(key: str) -> str:
+    """PEFT model key -> the name in our peft tuner (DoRA, VeRA): one prefix less, the head without its wrapper."""
+    return key.removeprefix("base_model.").replace(".modules_to_save.default", "")
+
+
 def peft_config_for(model: nn.Module):
     """The peft.LoraConfig that describes our model's LoRA layers and head."""
     from peft import LoraConfig, TaskType
@@ -88,21 +101,31 @@ def export_peft(model: nn.Module, out_dir, *, base_model_name_or_path: str | Non
     if not isinstance(model, nn.Module):
         raise LoraNbError(f"export_peft takes a LoRA-injected model, not {model!r}. Fix: export_run(run_dir, out_dir) "
                           "for a run directory.")
+    tuner = hasattr(model, "peft_config")  # DoRA, VeRA: built by peft (methods/peft_tuner.py), its config as is
+    base = model.model if tuner else model
     if base_model_name_or_path is None:
-        base_model_name_or_path, found = _base_reference(model.name_or_path)
+        base_model_name_or_path, found = _base_reference(base.name_or_path)
         revision = revision or found
-    config = peft_config_for(model)
-    ours = {n: p.detach() for n, p in model.named_parameters() if is_lora_parameter(n) or is_head_parameter(n)}
-    peft_model = get_peft_model(skeleton(model.config), config)
+    if tuner:
+        from peft import TaskType
+        config = copy.deepcopy(model.peft_config["default"])
+        config.task_type, config.modules_to_save = TaskType.SEQ_CLS, peft_modules_to_save(base)
+        to_ours = _peft_key_to_tuner
+        ours = {n: t.detach() for n, t in model.state_dict().items()  # the tuner's own state (VeRA's shared
+                if is_adapter_parameter(n) or is_head_parameter(n) or not n.startswith("model.")}  # projections)
+    else:
+        config, to_ours = peft_config_for(model), _peft_key_to_ours
+        ours = {n: p.detach() for n, p in model.named_parameters() if is_lora_parameter(n) or is_head_parameter(n)}
+    peft_model = get_peft_model(skeleton(base.config), config)
     mapped = {}
     for key, meta in peft_model.state_dict().items():
-        name = _peft_key_to_ours(key)
+        name = to_ours(key)
         if name in ours and ".original_module." not in key:
             if tuple(meta.shape) != tuple(ours[name].shape):
                 raise LoraNbError(f"export: {name!r} has shape {tuple(ours[name].shape)}, PEFT expects "
                                   f"{tuple(meta.shape)} at {key!r}.")
             mapped[key] = ours[name].contiguous().cpu()
-    missing = sorted(set(ours) - {_peft_key_to_ours(k) for k in mapped})
+    missing = sorted(set(ours) - {to_ours(k) for k in mapped})
     if missing:
         raise LoraNbError(f"export: no PEFT parameter for {missing[0]!r} (and {len(missing) - 1} more).")
     cfg = peft_model.peft_config["default"]  # get_peft_model set the name to the skeleton's: ours is better
@@ -117,7 +140,8 @@ def export_peft(model: nn.Module, out_dir, *, base_model_name_or_path: str | Non
         raise LoraNbError(f"export: PEFT wrote {n_written} tensors for our {len(ours)} LoRA + head tensors.")
     written = json.loads((out_dir / PEFT_CONFIG).read_text())
     return {"out_dir": str(out_dir), "files": sorted(p.name for p in out_dir.iterdir()), "tensors": n_written,
-            "r": written["r"], "lora_alpha": written["lora_alpha"], "lora_dropout": written["lora_dropout"],
+            "peft_type": written["peft_type"], "r": written["r"], "lora_alpha": written.get("lora_alpha"),
+            "lora_dropout": written.get("lora_dropout"),
             "target_modules": written["target_modules"], "modules_to_save": written["modules_to_save"],
             "base_model_name_or_path": written["base_model_name_or_path"], "revision": written["revision"]}
 
@@ -153,9 +177,11 @@ def export_run(run_dir, out_dir, base_model=None) -> dict:
     adapter = resolve_adapter(run_dir)
     meta = read_adapter_metadata(adapter)
     need = [k for k in ("model", "task", "lora_r", "lora_alpha", "lora_targets") if k not in meta]
-    if meta.get("method", "lora") != "lora" or need:
-        raise LoraNbError(f"{adapter}: not a LoRA adapter with lora_nb metadata (method={meta.get('method')!r}, "
-                          f"missing {need}); only LoRA runs can be exported to PEFT.")
+    method = get_method(meta.get("method", "lora")) if not need else None
+    if need or not method.exports_to_peft:
+        raise LoraNbError(f"{adapter}: not an exportable adapter with lora_nb metadata (method={meta.get('method')!r}, "
+                          f"missing {need}); PEFT export takes runs of "
+                          f"{', '.join(m.title for m in METHODS.values() if m.exports_to_peft)}.")
     task = get_task(meta["task"])
     manifest = adapter.parent / MANIFEST
     dropout = (read_json(manifest).get("params", {}) if manifest.is_file() else {}).get("lora_dropout") or 0.0
@@ -165,9 +191,11 @@ def export_run(run_dir, out_dir, base_model=None) -> dict:
         model, reference = load_model(base_model, task, weights="pretrained"), base_model
     else:
         model, reference = skeleton(meta["model"], task), meta["model"]
-    inject_lora(model, meta["lora_r"], meta["lora_alpha"], dropout, meta["lora_targets"])
+    layers = RunConfig(method=method.name, lora_r=meta["lora_r"], lora_alpha=float(meta["lora_alpha"]),
+                       lora_dropout=float(dropout), lora_targets=meta["lora_targets"], seed=meta.get("seed", 0))
     if base_model is None:
         model.to_empty(device="cpu")  # real (uninitialised) storage to hold the adapter's tensors
+    model = method.changes_model(layers, model)  # the run's adapter layers (rsLoRA's scaling, peft's DoRA / VeRA)
     load_trainable(model, adapter)
     name, revision = _base_reference(reference)
     return export_peft(model, out_dir, base_model_name_or_path=name, revision=revision)
@@ -183,7 +211,7 @@ def read_peft_adapter(adapter_dir) -> tuple[dict, dict[str, torch.Tensor]]:
     config = json.loads((adapter_dir / PEFT_CONFIG).read_text())
     if config.get("peft_type") != "LORA":
         raise LoraNbError(f"{adapter_dir}: peft_type {config.get('peft_type')!r}; only LoRA adapters can be loaded.")
-    unsupported = {k: config.get(k) for k in ("use_dora", "use_rslora", "lora_bias", "rank_pattern", "alpha_pattern")
+    unsupported = {k: config.get(k) for k in ("use_dora", "lora_bias", "rank_pattern", "alpha_pattern")
                    if config.get(k)}
     if config.get("bias", "none") != "none":
         unsupported["bias"] = config["bias"]
@@ -215,9 +243,14 @@ def import_peft(model: nn.Module, adapter_dir, *, include_head: bool = True) -> 
         reason = head_mismatch(model, head)
         if reason:
             raise LoraNbError(f"{source}: cannot load the head (modules_to_save): {reason}.")
+    stabilized = {bool(getattr(m, "rank_stabilized", False)) for m in lora_modules(model).values()}
+    if stabilized != {bool(config.get("use_rslora"))}:
+        want = "rsLoRA layers (method 'rslora')" if config.get("use_rslora") else "plain LoRA layers (method 'lora')"
+        raise LoraNbError(f"{source}: adapter_config.json says use_rslora={bool(config.get('use_rslora'))}; inject "
+                          f"{want} before loading it, so that its scaling is the one it trained with.")
     loaded = load_state(model, {**lora, **(head if include_head else {})}, source=source)
     set_lora_alpha(model, config["lora_alpha"])
     return {"source": source, "loaded": len(loaded), "lora_tensors": len(lora), "r": config["r"],
-            "lora_alpha": config["lora_alpha"], "scaling": config["lora_alpha"] / config["r"],
+            "lora_alpha": config["lora_alpha"], "scaling": next(iter(lora_modules(model).values())).scaling,
             "head_loaded": bool(include_head and head),
             "base_model_name_or_path": config.get("base_model_name_or_path")}

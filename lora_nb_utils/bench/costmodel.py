@@ -7,7 +7,8 @@
   linearly in the length; outside them it scales with the tokens (length ratio). A model with no measurement is
   scaled from a measured one by FLOPs (parameters x tokens), and the estimate says so.
 - padded_len is the expected length a batch is padded to under dynamic padding: E[min(max of batch_size row
-  lengths, max_seq_len)], from the per-task length percentiles in reference/task_lengths.csv (RoBERTa tokenizer).
+  lengths, max_seq_len)], from the per-task length percentiles in reference/task_lengths.csv (RoBERTa tokenizer);
+  with group_by_length, the mean row length (a batch's rows have nearly one length).
 - Training only: evaluation passes, data preparation and notebook start-up are left out (see `lora-nb bench
   --runs` for the measured pipeline overhead). Attention's quadratic term is in the measurements, not in the scaling.
 """
@@ -48,10 +49,13 @@ def _length_quantiles(task: str) -> tuple[float, ...]:
 
 def expected_padded_length(task: str, batch_size: int, max_seq_len: int, padding: str = "dynamic") -> float:
     """E[min(max of batch_size row lengths, max_seq_len)] (rows drawn at random), or max_seq_len for 'max_length'.
-    With percentiles Q_0..Q_100: sum_k mid(Q_k, Q_k+1) ((k+1)/100)^b - (k/100)^b)."""
+    With percentiles Q_0..Q_100: sum_k mid(Q_k, Q_k+1) ((k+1)/100)^b - (k/100)^b). 'grouped' (group_by_length: a
+    batch holds rows of nearly one length) is E[min(row length, max_seq_len)], the mean row."""
     if padding == "max_length":
         return float(max_seq_len)
     q = _length_quantiles(get_task(task).name)
+    if padding == "grouped":
+        return sum(min((q[k] + q[k + 1]) / 2, max_seq_len) for k in range(100)) / 100
     total = 0.0
     for k in range(100):
         mid = min((q[k] + q[k + 1]) / 2, max_seq_len)
@@ -152,8 +156,9 @@ def estimate_plan_hours(plan, device: str | None = None, padding: str = "dynamic
                 for s in getattr(plan, "selections", []) if s.chosen is None for p in s.confirm_params]
     runs = []
     for name, p, finished in planned:
+        pads = "grouped" if padding == "dynamic" and p.get("group_by_length") else padding
         est = estimate_run_hours(p["model"], p["task"], p["epochs"], p["batch_size"], p["max_seq_len"],
-                                 p.get("method", "lora"), _train_rows(p), device, padding, table)
+                                 p.get("method", "lora"), _train_rows(p), device, pads, table)
         runs.append({"name": name, "finished": finished, **est})
     return {"runs": runs, "total_hours": sum(x["hours"] for x in runs),
             "todo_hours": sum(x["hours"] for x in runs if not x["finished"]), "device": device,

@@ -1,4 +1,5 @@
-"""Where a method is described: the `Method` registry (`METHODS`, in registration order: ft, lora, adalora, sora).
+"""Where a method is described: the `Method` registry (`METHODS`, in registration order: ft, lora, adalora, sora, and
+the LoRA family: rslora, loraplus, dora, pissa, vera).
 
 Each method module registers itself once, at its bottom, with `register_method` (as PEFT's `register_peft_method`).
 Everything that depends on the method (RunConfig's checks, build_model, the training hooks, the recorded state, run
@@ -24,8 +25,12 @@ class Method:
     validate: Callable | None = None  # (cfg) -> None; raises LoraNbError naming the fix (run by RunConfig)
     on_training_start: Callable | None = None  # (cfg, model, optimizer, total_steps) -> before_zero_grad hook | None
     final_state: Callable | None = None  # model -> dict, recorded as metrics.json's method_state
+    make_optimizer: Callable | None = None  # (cfg, model) -> optimizer; None: AdamW (train.make_optimizer)
     trains_adapter: bool = True  # a small adapter on a frozen base: saved, counted and timed as LoRA is; else as FT
     accepts_init_from: bool = False  # init_from (MNLI initialisation) loads its weights
+    exports_to_peft: bool = False  # its runs' adapters can be written as PEFT adapter folders (adapters.export_run)
+    paper_claim: str = ""  # its paper's claim against LoRA at the same rank, judged from the runs in the summary
+    claim_beats_lora: bool = True  # the claim is 'beats LoRA' (else 'matches LoRA', e.g. with fewer parameters)
 
     @property
     def has_rank(self) -> bool:
@@ -74,6 +79,18 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-from . import ft, lora, adalora, sora  # noqa: E402  each registers itself; this fixes the order
+# each registers itself; this fixes the order
+from . import ft, lora, adalora, sora, rslora, loraplus, dora, pissa, vera  # noqa: E402
 
-__all__ = ["Method", "METHODS", "register_method", "get_method", "ft", "lora", "adalora", "sora"]
+
+def merged_for_inference(model):
+    """The model with its adapter folded into the weights (base-model cost at inference): peft tuners (AdaLoRA,
+    DoRA, PiSSA, VeRA) through peft's merge_and_unload, loralib layers (LoRA, rsLoRA, LoRA+, SoRA) through
+    lora.merge_lora. In place for loralib layers; returns the merged model."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return lora.merge_lora(model)
+
+
+__all__ = ["Method", "METHODS", "register_method", "get_method", "merged_for_inference", "ft", "lora", "adalora",
+           "sora", "rslora", "loraplus", "dora", "pissa", "vera"]

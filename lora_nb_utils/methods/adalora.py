@@ -14,7 +14,8 @@ from torch import nn
 
 from ..errors import LoraNbError
 from . import register_method
-from .lora import find_target_modules, is_head_parameter, lora_and_head
+from .lora import adapter_and_head
+from .peft_tuner import wrap
 
 
 def check_ranks(cfg) -> None:
@@ -35,13 +36,9 @@ def build(model: nn.Module, cfg) -> nn.Module:
         init_r=cfg.adalora_init_r, target_r=cfg.adalora_target_r, tinit=cfg.adalora_tinit,
         tfinal=cfg.adalora_tfinal, deltaT=cfg.adalora_delta_t, beta1=cfg.adalora_beta1, beta2=cfg.adalora_beta2,
         orth_reg_weight=cfg.adalora_orth_reg_weight, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=find_target_modules(model, cfg.lora_targets),
+        target_modules=["placeholder"],  # peft_tuner.wrap sets the modules `lora_targets` select
         total_step=cfg.adalora_tinit + cfg.adalora_tfinal + 1)  # placeholder until set_total_steps
-    tuner = AdaLoraModel(model, config, "default")
-    for name, p in tuner.named_parameters():  # peft froze everything but the adapters: the head trains too
-        if is_head_parameter(name):
-            p.requires_grad = True
-    return tuner
+    return wrap(model, AdaLoraModel, config, cfg.lora_targets)
 
 
 def set_total_steps(tuner: nn.Module, total_steps: int) -> None:
@@ -87,6 +84,8 @@ def start_training(cfg, tuner: nn.Module, optimizer, total_steps: int):
 
 
 register_method(name="adalora", title="AdaLoRA", changes_model=lambda cfg, model: build(model, cfg),
-                trains=lora_and_head, parameters=("lora_alpha", "lora_targets", "adalora_init_r", "adalora_target_r"),
+                trains=adapter_and_head,
+                parameters=("lora_alpha", "lora_targets", "adalora_init_r", "adalora_target_r"),
                 rank_parameters=("adalora_init_r", "adalora_target_r"), validate=check_ranks,
-                on_training_start=start_training, final_state=method_state)
+                on_training_start=start_training, final_state=method_state,
+                paper_claim="AdaLoRA beats LoRA at the same parameter budget (AdaLoRA paper, Table 1)")

@@ -1,6 +1,7 @@
 """Where LoRA is injected: swap chosen nn.Linear modules for loralib.Linear, freeze the rest, count, merge."""
 from __future__ import annotations
 
+import math
 import re
 from contextlib import contextmanager
 
@@ -79,6 +80,14 @@ def is_lora_parameter(name: str) -> bool:
     return "lora_" in name
 
 
+ADAPTER_NAME_PARTS = ("lora_", "vera_lambda_")  # LoRA-style matrices, gates and magnitudes; VeRA's scaling vectors
+
+
+def is_adapter_parameter(name: str) -> bool:
+    """A parameter an adapter method adds beside the base model (what `count_parameters` counts as its adapter)."""
+    return any(part in name for part in ADAPTER_NAME_PARTS)
+
+
 def lora_modules(model: nn.Module) -> dict[str, loralib.Linear]:
     """The model's LoRA layers by module name."""
     return {n: m for n, m in model.named_modules() if isinstance(m, loralib.Linear) and m.r > 0}
@@ -93,11 +102,16 @@ def require_lora(model: nn.Module, source: str, r: int = 8) -> dict[str, loralib
     return modules
 
 
+def lora_scaling(m: loralib.Linear, lora_alpha: float) -> float:
+    """The factor of the layer's update: alpha / r (loralib), alpha / sqrt(r) for a rank-stabilised layer (rsLoRA)."""
+    return lora_alpha / (math.sqrt(m.r) if getattr(m, "rank_stabilized", False) else m.r)
+
+
 def set_lora_alpha(model: nn.Module, lora_alpha: float) -> None:
-    """Set alpha on every LoRA layer, and the scaling loralib derives from it at construction (alpha / r)."""
+    """Set alpha on every LoRA layer, and the scaling derived from it (lora_scaling)."""
     for m in lora_modules(model).values():
         m.lora_alpha = lora_alpha
-        m.scaling = lora_alpha / m.r
+        m.scaling = lora_scaling(m, lora_alpha)
 
 
 def mark_trainable(model: nn.Module, method: str) -> None:
@@ -107,21 +121,23 @@ def mark_trainable(model: nn.Module, method: str) -> None:
             p.requires_grad = True
         return
     for name, p in model.named_parameters():
-        p.requires_grad = lora_and_head(name)
+        p.requires_grad = adapter_and_head(name)
 
 
-def lora_and_head(name: str) -> bool:
-    """What trains beside a frozen model (LoRA, SoRA, AdaLoRA): the LoRA matrices and the classification head."""
-    return is_lora_parameter(name) or is_head_parameter(name)
+def adapter_and_head(name: str) -> bool:
+    """What trains beside a frozen model (every adapter method): the adapter's parameters and the classification
+    head."""
+    return is_adapter_parameter(name) or is_head_parameter(name)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    """Parameter counts: lora, head, total_trainable, base (the model without LoRA) and total."""
+    """Parameter counts: lora (the adapter's parameters, is_adapter_parameter), head, total_trainable, base (the model
+    without the adapter) and total."""
     lora = head = trainable = total = 0
     for name, p in model.named_parameters():
         n = p.numel()
         total += n
-        lora += n if is_lora_parameter(name) else 0
+        lora += n if is_adapter_parameter(name) else 0
         head += n if is_head_parameter(name) else 0
         trainable += n if p.requires_grad else 0
     return {"lora": lora, "head": head, "total_trainable": trainable, "base": total - lora, "total": total}
@@ -180,6 +196,6 @@ def check_rank(cfg) -> None:
         raise LoraNbError(f"lora_r must be >= 1, not {cfg.lora_r!r}.")
 
 
-register_method(name="lora", title="LoRA", changes_model=add_lora, trains=lora_and_head,
+register_method(name="lora", title="LoRA", changes_model=add_lora, trains=adapter_and_head,
                 parameters=("lora_r", "lora_alpha", "lora_targets"), rank_parameters=("lora_r",),
-                validate=check_rank, accepts_init_from=True)
+                validate=check_rank, accepts_init_from=True, exports_to_peft=True)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import register_method
-from .lora import check_rank, inject_lora, lora_and_head
+from .lora import adapter_and_head, check_rank, inject_lora
 
 GATE = "lora_gate"  # the parameter name: contains "lora_", so it is trainable and saved like the LoRA matrices
 
@@ -113,6 +113,9 @@ def start_training(cfg, model: nn.Module, optimizer: torch.optim.Optimizer, tota
     attach(model, optimizer, total_steps, cfg)
 
 
-register_method(name="sora", title="SoRA", changes_model=lambda cfg, model: build(model, cfg), trains=lora_and_head,
+register_method(name="sora", title="SoRA", changes_model=lambda cfg, model: build(model, cfg),
+                trains=adapter_and_head,
                 parameters=("lora_r", "lora_alpha", "lora_targets", "sora_lambda"), rank_parameters=("lora_r",),
-                validate=check_rank, on_training_start=start_training, final_state=method_state)
+                validate=check_rank, on_training_start=start_training, final_state=method_state,
+                paper_claim="SoRA matches or beats LoRA with fewer parameters, its L1 gates pruning ranks (SoRA "
+                            "paper)", claim_beats_lora=False)

@@ -146,7 +146,8 @@ def fair_table(comp: pd.DataFrame) -> pd.DataFrame:
 
 def fair_findings(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> list[str]:
     """Sentences generated from a sweep grid's runs: LoRA vs FT at their chosen learning rates, the learning-rate
-    ratio, AdaLoRA and SoRA vs LoRA, SoRA's gates, and what the whole comparison cost."""
+    ratio, every other method (AdaLoRA, SoRA, the LoRA family) vs LoRA, SoRA's gates, and what the whole comparison
+    cost."""
     comp = fair_comparison(results)
     if comp.empty:
         return []
@@ -165,7 +166,7 @@ def fair_findings(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> lis
         out.append("Chosen learning rates, LoRA / FT: " + "; ".join(
             f"{TASK_LABELS.get(r.task, r.task)} {value_text(r.lr)} / {value_text(r.lr_ref)} (x{r.lr_ratio:g})"
             for r in lf.itertuples()) + f"; median ratio x{lf['lr_ratio'].median():g}.")
-    for method in ("adalora", "sora"):
+    for method in (m for m in METHOD_ORDER if m not in ("ft", "lora")):  # every other method against LoRA
         v = versus(comp, method, "lora", tolerance)
         if v.empty:
             continue

@@ -17,7 +17,8 @@ from .select import main_runs
 from .stats import aggregate, cost_table, rank_ablation, training_curves
 
 WIDTH = 7.2  # inches: the printed page's text width
-FIXED_COLORS = {"FT": "#3a3a3a", "LoRA r=8": "#1f77b4", "AdaLoRA": "#ff7f0e", "SoRA": "#2ca02c"}
+FIXED_COLORS = {"FT": "#3a3a3a", "LoRA r=8": "#1f77b4", "AdaLoRA": "#ff7f0e", "SoRA": "#2ca02c", "rsLoRA": "#17becf",
+                "LoRA+": "#9467bd", "DoRA": "#d62728", "PiSSA": "#8c564b", "VeRA": "#e377c2"}
 STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 7.5, "ytick.labelsize": 7.5,
          "legend.fontsize": 7.5, "legend.title_fontsize": 8, "figure.dpi": 96, "axes.spines.top": False,
          "axes.spines.right": False}
@@ -25,12 +26,12 @@ STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labels
 
 def palette(configs) -> dict:
     """One colour per configuration: FT grey, LoRA blue (several ranks: light to dark blue by rank), AdaLoRA
-    orange, SoRA green."""
+    orange, SoRA green, and one each for the LoRA family."""
     import seaborn as sns
     configs = sorted(set(configs), key=config_key)
     ranks = [c for c in configs if c.startswith("LoRA r=")]
     blues = dict(zip(ranks, sns.color_palette("Blues", len(ranks) + 1)[1:])) if len(ranks) > 1 else {}
-    return {c: blues.get(c) or FIXED_COLORS.get(c) or FIXED_COLORS.get(c.split(" ")[0]) or "#9467bd"
+    return {c: blues.get(c) or FIXED_COLORS.get(c) or FIXED_COLORS.get(c.split(" ")[0]) or "#7f7f7f"
             for c in configs}
 
 

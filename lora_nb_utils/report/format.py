@@ -10,7 +10,7 @@ import pandas as pd
 from ..glue.tasks import TASK_ORDER
 from ..methods import METHODS
 
-METHOD_ORDER = tuple(METHODS)  # the registry's order: ft, lora, adalora, sora
+METHOD_ORDER = tuple(METHODS)  # the registry's order: ft, lora, adalora, sora, then the LoRA family
 METHOD_NAMES = {m.name: m.title for m in METHODS.values()}
 MODEL_NAMES = {"minilm": "MiniLM", "roberta-base": "RoBERTa-base", "roberta-large": "RoBERTa-large",
                "deberta-v2-xxlarge": "DeBERTa-XXL", "deberta-v3-base": "DeBERTa-v3-base"}

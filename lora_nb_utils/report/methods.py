@@ -1,17 +1,24 @@
-"""The method comparison on our own runs (ft, lora, adalora, sora): the reported score per task (mean over seeds,
-as the AdaLoRA and SoRA papers aggregate) beside trainable and effective parameter counts, and what SoRA's gates
-did, including a lambda sweep when one was run."""
+"""The method comparison on our own runs (FT, LoRA and every other registered method: AdaLoRA, SoRA, the LoRA family):
+the reported score per task (mean over seeds, as the AdaLoRA and SoRA papers aggregate) beside trainable and
+effective parameter counts, and what SoRA's gates did, including a lambda sweep when one was run."""
 from __future__ import annotations
 
 import pandas as pd
 
 from ..glue.tasks import TASK_LABELS, TASK_ORDER
+from ..methods import METHODS
 from .format import (METHOD_NAMES, METHOD_ORDER, NothingToShow, config_labels, human_count, message, model_label,
                      seed_range, signed, trains_adapter)
 from .select import EXCLUDED, PAPER_RANK, has_runs, reported_scores, sora_sweep
 from .verdicts import FT_TOLERANCE, cells_text, claim
 
-NO_METHODS = "No finished AdaLoRA or SoRA runs beside other methods on the same task yet."
+NO_METHODS = "No finished runs of a method beyond FT and LoRA beside other methods on the same task yet."
+PAPER_PAIR = ("ft", "lora")  # the LoRA paper's comparison; every other method is compared with LoRA
+
+
+def beyond_the_paper(methods: pd.Series) -> pd.Series:
+    """Which rows are of a method other than the LoRA paper's two (AdaLoRA, SoRA, the LoRA family)."""
+    return ~methods.isin(PAPER_PAIR)
 
 
 def _effective(g: pd.DataFrame) -> float:
@@ -26,7 +33,7 @@ def methods_comparison(results: pd.DataFrame) -> pd.DataFrame | NothingToShow:
     split 'sora'), the number of seeds, the trainable parameters (with the head) and the adapter parameters left
     after training (AdaLoRA's final ranks, SoRA's non-zero gates)."""
     ok = reported_scores(results)  # empty, with its columns, when there are no runs
-    if not ok["method"].isin(["adalora", "sora"]).any() or ok.groupby("task")["method"].nunique().max() < 2:
+    if not beyond_the_paper(ok["method"]).any() or ok.groupby("task")["method"].nunique().max() < 2:
         return NothingToShow(NO_METHODS)
     ok = ok.assign(label=config_labels(ok), _m=ok["method"].map({m: i for i, m in enumerate(METHOD_ORDER)}))
     tasks = [t for t in TASK_ORDER if t in set(ok["task"])]
@@ -46,8 +53,9 @@ def methods_comparison(results: pd.DataFrame) -> pd.DataFrame | NothingToShow:
     out = out.drop(columns=[c for c in ("Model", "Split") if out[c].nunique() == 1])  # said once, in the summary
     out.attrs["footnote"] = ("Reported score x100, mean ± standard deviation over seeds (the AdaLoRA and SoRA papers' "
                              "aggregation). Trainable params include the classification head. Adapter after "
-                             "training: all of LoRA, AdaLoRA's final ranks, SoRA's ranks whose gate is not zero. "
-                             "SoRA's r is its maximum rank.")
+                             "training: all of LoRA's (and its family's), AdaLoRA's final ranks, SoRA's ranks whose "
+                             "gate is not zero. SoRA's r is its maximum rank; VeRA's r is the rank of its shared "
+                             "random projections.")
     return out
 
 
@@ -87,7 +95,7 @@ def sora_gates_view(results: pd.DataFrame) -> pd.DataFrame | NothingToShow:
 def methods_findings(results: pd.DataFrame) -> list[str]:
     """Sentences generated from the runs: each method against LoRA per task, AdaLoRA's budget, SoRA's gates."""
     ok = reported_scores(results)  # empty, with its columns, when there are no runs
-    if "lora" not in set(ok["method"]) or not ok["method"].isin(["adalora", "sora"]).any():
+    if "lora" not in set(ok["method"]) or not beyond_the_paper(ok["method"]).any():
         return []
     ok = ok[(ok["method"] != "lora") | (ok["lora_r"] == PAPER_RANK)]  # LoRA at the paper's rank, not an ablation
     out = []
@@ -137,31 +145,36 @@ def _versus_lora(results: pd.DataFrame) -> dict:
 
 
 def method_claims(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> list[dict]:
-    """The AdaLoRA and SoRA papers' claims against LoRA, each with a verdict, for the summary (none without
-    AdaLoRA or SoRA runs beside LoRA)."""
+    """Each method paper's claim against LoRA (the registry's `paper_claim`: AdaLoRA, SoRA, the LoRA family), with a
+    verdict, for the summary (none without such runs beside LoRA). 'Beats LoRA': reproduced when above LoRA on most
+    tasks and below on none, inconclusive when every task is within the tolerance. 'Matches LoRA': reproduced when
+    below on none. SoRA's claim also needs gates that closed."""
     rows = []
     for (model, method), diff in _versus_lora(results).items():
-        if method not in ("adalora", "sora") or diff.empty:
+        m = METHODS.get(method)
+        if m is None or not m.paper_claim or diff.empty:
             continue
         above, below = int((diff > tolerance).sum()), int((diff < -tolerance).sum())
         text = (f"{model_label(model)}, {METHOD_NAMES[method]} minus LoRA r={PAPER_RANK}, mean over seeds: "
                 f"{cells_text(diff, tolerance)}.")
-        if method == "adalora":
+        if m.claim_beats_lora:
             verdict = ("not reproduced" if below * 2 >= len(diff) else "inconclusive" if above == below == 0
                        else "reproduced" if below == 0 and above * 2 >= len(diff) else "partly")
-            rows.append(claim("AdaLoRA beats LoRA at the same parameter budget (AdaLoRA paper, Table 1)", verdict,
-                              text))
-            continue
-        sora = reported_scores(results)
-        sora = sora[(sora["method"] == "sora") & (sora["model"] == model)]
-        zero = int(sora["zero_gates"].sum()) if "zero_gates" in sora else 0
-        total = int(sora["total_gates"].sum()) if "total_gates" in sora else 0
-        if zero == 0:
-            verdict, gates = "inconclusive", f" No gate reached zero ({total} gates, {len(sora)} runs): SoRA kept " \
-                                             "every rank and trained as LoRA, so its sparsity was not tested."
         else:
             verdict = "reproduced" if below == 0 else "partly" if below * 2 < len(diff) else "not reproduced"
-            gates = f" {zero} of {total} gates closed over {len(sora)} runs."
-        rows.append(claim("SoRA matches or beats LoRA with fewer parameters, its L1 gates pruning ranks (SoRA "
-                          "paper)", verdict, text + gates))
+        if method == "sora":  # its claim is about pruning: without a closed gate it was not tested
+            verdict, gates = _sora_gates_verdict(results, model, verdict)
+            text += gates
+        rows.append(claim(m.paper_claim, verdict, text))
     return rows
+
+
+def _sora_gates_verdict(results: pd.DataFrame, model: str, verdict: str) -> tuple[str, str]:
+    sora = reported_scores(results)
+    sora = sora[(sora["method"] == "sora") & (sora["model"] == model)]
+    zero = int(sora["zero_gates"].sum()) if "zero_gates" in sora else 0
+    total = int(sora["total_gates"].sum()) if "total_gates" in sora else 0
+    if zero == 0:
+        return "inconclusive", (f" No gate reached zero ({total} gates, {len(sora)} runs): SoRA kept every rank and "
+                                "trained as LoRA, so its sparsity was not tested.")
+    return verdict, f" {zero} of {total} gates closed over {len(sora)} runs."

@@ -162,6 +162,23 @@ def test_cost_model_arithmetic():
     assert expected_padded_length("sst2", 1, 512) < expected_padded_length("sst2", 16, 512) < 64
     assert expected_padded_length("rte", 16, 128) <= 128
     assert expected_padded_length("rte", 16, 512, padding="max_length") == 512
+    # grouped by length: a batch pads to about its own rows' length, the mean row (batch 1's length)
+    assert expected_padded_length("sst2", 16, 512, padding="grouped") == pytest.approx(
+        expected_padded_length("sst2", 1, 512))
+    assert expected_padded_length("stsb", 16, 128, padding="grouped") < expected_padded_length("stsb", 16, 128) / 2
+
+
+def test_a_grid_that_groups_by_length_is_estimated_with_less_padding(tmp_path):
+    from lora_nb_utils.runs.grid import load_plan
+    grids = {}
+    for grouped in (False, True):
+        path = tmp_path / f"grid_{grouped}.yaml"
+        path.write_text(f"notebook: {repo_root() / 'notebooks' / '00_minilm_cpu.ipynb'}\noutput_root: out\n"
+                        "blocks:\n  - params: {model: minilm, task: stsb, max_train_samples: 1000, "
+                        f"max_eval_samples: 0, group_by_length: {str(grouped).lower()}}}\n"
+                        "    matrix: {seed: [1]}\n")
+        grids[grouped] = estimate_plan_hours(load_plan(path))["runs"][0]
+    assert grids[True]["padded_len"] < grids[False]["padded_len"] and grids[True]["hours"] < grids[False]["hours"]
 
 
 def test_estimate_plan_hours_on_a_grid():

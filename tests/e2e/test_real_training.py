@@ -31,7 +31,7 @@ def test_lora_on_real_sst2_is_well_above_chance(trained):
     assert metrics["parameters"]["lora"] == 6 * 2 * 8 * (384 + 384)
 
 
-def test_lora_and_head_moved_and_base_stayed(trained):
+def test_adapter_and_head_moved_and_base_stayed(trained):
     _, model, initial, _ = trained
     for name, p in model.named_parameters():
         changed = not torch.equal(p, initial[name])

@@ -36,7 +36,7 @@ def test_count_params_cli_prints_json(capsys):
 
 
 @pytest.mark.parametrize("arch", ["roberta-base", "deberta-v3-base", "minilm"])
-def test_trainable_set_is_exactly_lora_and_head(arch):
+def test_trainable_set_is_exactly_adapter_and_head(arch):
     model = tiny_model(arch)
     names = inject_lora(model, r=4, alpha=8, targets="query,value")
     mark_trainable(model, "lora")

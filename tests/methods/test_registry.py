@@ -96,14 +96,15 @@ def test_the_registered_method_checks_its_own_parameters(bitfit):
 
 
 def test_unregistered_and_duplicate_names_fail():
-    with pytest.raises(LoraNbError, match="method must be one of ft, lora, adalora, sora, not 'bitfit'"):
+    with pytest.raises(LoraNbError, match="method must be one of ft, lora, adalora, sora, rslora, loraplus, dora, "
+                                          "pissa, vera, not 'bitfit'"):
         RunConfig(method="bitfit")
     with pytest.raises(LoraNbError, match="already registered"):
         register_method(name="lora", title="LoRA 2", changes_model=lambda cfg, model: model, trains=only_biases)
-    assert list(METHODS) == ["ft", "lora", "adalora", "sora"]
+    assert list(METHODS) == ["ft", "lora", "adalora", "sora", "rslora", "loraplus", "dora", "pissa", "vera"]
 
 
-# ---------------------------------------------------------------- the four methods, pinned
+# ---------------------------------------------------------------- the methods, pinned
 
 PINNED = {  # method: (title, rank parameters, report label, results label, run name, trains adapter, init_from)
     "ft": ("FT", (), "FT", "ft", "task=rte,method=ft,seed=1", False, False),
@@ -111,6 +112,12 @@ PINNED = {  # method: (title, rank parameters, report label, results label, run 
     "adalora": ("AdaLoRA", ("adalora_init_r", "adalora_target_r"), "AdaLoRA r=12→8", "adalora r=12->8",
                 "task=rte,method=adalora,seed=1", True, False),
     "sora": ("SoRA", ("lora_r",), "SoRA r=8", "sora r=8", "task=rte,method=sora,r=8,seed=1", True, False),
+    "rslora": ("rsLoRA", ("lora_r",), "rsLoRA r=8", "rslora r=8", "task=rte,method=rslora,r=8,seed=1", True, False),
+    "loraplus": ("LoRA+", ("lora_r",), "LoRA+ r=8", "loraplus r=8", "task=rte,method=loraplus,r=8,seed=1", True,
+                 True),
+    "dora": ("DoRA", ("lora_r",), "DoRA r=8", "dora r=8", "task=rte,method=dora,r=8,seed=1", True, False),
+    "pissa": ("PiSSA", ("lora_r",), "PiSSA r=8", "pissa r=8", "task=rte,method=pissa,r=8,seed=1", True, False),
+    "vera": ("VeRA", ("lora_r",), "VeRA r=8", "vera r=8", "task=rte,method=vera,r=8,seed=1", True, False),
 }
 RANKS = {"lora_r": 8, "adalora_init_r": 12, "adalora_target_r": 8}
 
@@ -127,14 +134,16 @@ def test_each_method_keeps_its_label_rank_and_run_name(name):
         results_label + (" (all)" if ranks else "")
     assert grid.run_name({"task": "rte", "method": name, "lora_r": 8, "seed": 1}, []) == run_name
     assert (method.trains_adapter, method.accepts_init_from) == (adapter, init_from)
-    assert METHOD_ORDER == ("ft", "lora", "adalora", "sora") and METHOD_NAMES[name] == title
+    assert METHOD_ORDER == tuple(METHODS) and METHOD_NAMES[name] == title
 
 
 @pytest.mark.parametrize("name,blank,added", [
     ("ft", {"lora_r", "lora_alpha", "lora_targets"}, []),
     ("lora", set(), []),
     ("adalora", {"lora_r"}, ["adalora_init_r", "adalora_target_r"]),
-    ("sora", set(), ["sora_lambda"])])
+    ("sora", set(), ["sora_lambda"]),
+    ("loraplus", set(), ["loraplus_lr_ratio"]),
+    ("vera", {"lora_alpha"}, ["vera_d_initial"])])
 def test_each_method_keeps_its_results_columns(name, blank, added, tmp_path):
     params = RunConfig(method=name).to_params()
     (tmp_path / rundir.MANIFEST).write_text(json.dumps({"params": params, "status": "failed"}))
@@ -148,7 +157,7 @@ def test_the_cost_model_times_adapter_methods_as_lora():
     table = pd.DataFrame({"device": "cpu", "model": "minilm", "seq_len": 128, "method": ["lora", "ft"],
                           "samples_per_s": [10.0, 4.0]})
     speed = {m: costmodel.samples_per_s("minilm", m, 128, "cpu", table)[0] for m in (*PINNED, "unknown")}
-    assert speed == {"ft": 4.0, "lora": 10.0, "adalora": 10.0, "sora": 10.0, "unknown": 4.0}
+    assert speed == {"ft": 4.0, "unknown": 4.0, **{m: 10.0 for m in PINNED if m != "ft"}}
 
 
 def test_adalora_target_rank_is_checked_by_run_config():
@@ -159,7 +168,8 @@ def test_adalora_target_rank_is_checked_by_run_config():
 
 # ---------------------------------------------------------------- nobody else names a method
 
-SPINE = ("experiment.py", "train.py", "config.py", "runs/grid.py", "runs/results.py", "bench/costmodel.py")
+SPINE = ("experiment.py", "train.py", "config.py", "runs/grid.py", "runs/results.py", "bench/costmodel.py",
+         "adapters/peft_format.py", "adapters/checkpoint.py")
 
 
 def method_branches(source: str) -> list[str]:

@@ -112,3 +112,28 @@ def test_results_rows_record_the_method_settings(tmp_path):
     row = run_row(tmp_path / "r")
     assert row["sora_lambda"] == 10.0 and row["zero_gates"] == 1 and row["total_gates"] == 96
     assert row["effective_params"] == 72960 and row["test_score"] == 0.7
+
+
+def test_the_lora_family_joins_the_comparison_and_its_papers_claims(runs):
+    def family_row(method, task, seed, test, **counts):
+        row = _method_row(method, task, seed, 0.88, test)
+        row.update(counts)
+        return row
+    family = [family_row("dora", t, s, 0.80 + b, lora_r=8, lora_params=78336, trainable_params=226946)
+              for t in ("sst2", "rte") for s, b in ((1, 0.0), (2, 0.02))]
+    family += [family_row("vera", t, s, (0.80 if t == "sst2" else 0.76) + b, lora_r=256, lora_params=7680,
+                          trainable_params=156290)
+               for t in ("sst2", "rte") for s, b in ((1, 0.0), (2, 0.02))]
+    both = pd.concat([runs, pd.DataFrame(family)], ignore_index=True)
+    table = report_methods.methods_comparison(both).set_index("Method")
+    assert list(table.index)[-2:] == ["DoRA r=8", "VeRA r=256"]  # the registry's order, after the paper's methods
+    assert table.loc["VeRA r=256", "Adapter after training"] == "7,680"
+    assert table.loc["DoRA r=8", "SST-2"] == "81.0 ± 1.4"
+    claims = {c["Claim (paper)"].split(" ")[0]: c for c in report_methods.method_claims(both)}
+    assert claims["DoRA"]["Verdict"] == "inconclusive"  # 'beats LoRA', but equal on both tasks: a tie says nothing
+    assert claims["VeRA"]["Verdict"] == "not reproduced"  # equal on SST-2, 4 points below LoRA on RTE: 1 of 2
+    assert "below on RTE (−4.0)" in claims["VeRA"]["Our runs"] and "10x fewer" in claims["VeRA"]["Claim (paper)"]
+    findings = " ".join(report_methods.methods_findings(both))
+    assert "DoRA minus LoRA r=8" in findings and "VeRA minus LoRA r=8" in findings
+    only_family = pd.concat([runs[runs["method"].isin(["ft", "lora"])], pd.DataFrame(family)], ignore_index=True)
+    assert not report.message(report_methods.methods_comparison(only_family))  # no AdaLoRA or SoRA needed

@@ -201,8 +201,12 @@ def test_the_cpu_v2_grid_sweeps_every_method_on_heldout_data():
     assert {r.params["split"] for r in plan.runs} == {"holdout"}
     groups = {s.group: s for s in plan.selections}
     methods = {g.split("method=")[1].split(",")[0] for g in groups}
-    assert methods == {"ft", "lora", "adalora", "sora"}
+    family = {"rslora", "loraplus", "dora", "pissa", "vera"}
+    assert methods == {"ft", "lora", "adalora", "sora"} | family
     assert all(sorted({p["seed"] for p in s.confirm_params}) == [2, 3] and s.seed == 1 for s in groups.values())
-    assert all(len(s.candidates) >= 3 and s.swept[0] == "learning_rate" for s in groups.values())
+    assert all(s.swept[0] == "learning_rate" for s in groups.values())
+    assert all(len(s.candidates) >= (2 if g.split("method=")[1].split(",")[0] in family else 3)
+               for g, s in groups.items())  # the family sweeps two values (its budget), the others three or more
+    assert {r.params["group_by_length"] for r in plan.runs} == {True}  # one pipeline for every method
     sora = [s for g, s in groups.items() if "method=sora" in g]
     assert all(s.swept == ["learning_rate", "sora_lambda"] and s.prefer == "fewest_params" for s in sora)
