@@ -9,6 +9,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from .errors import LoraNbError
 from .glue.splits import SPLITS
@@ -207,6 +208,13 @@ def config_from_notebook(namespace: dict) -> RunConfig:
     return cfg
 
 
+def _sibling_of_output(init_from, output_dir) -> bool:
+    if not (isinstance(init_from, str) and init_from and isinstance(output_dir, str) and output_dir):
+        return False
+    a, b = PurePath(init_from), PurePath(output_dir)
+    return a.is_absolute() and b.is_absolute() and a.parent == b.parent and a != b
+
+
 NOT_HASHED = ("output_dir", "progress", "cache_dir", "glue_dir")  # where things are, not what is computed
 # A parameter at its hash-neutral value is left out of a run's hash. That value is the parameter's default when it
 # was introduced, frozen here, so that a later change of a default never renames finished runs: lora_alpha's
@@ -214,10 +222,15 @@ NOT_HASHED = ("output_dir", "progress", "cache_dir", "glue_dir")  # where things
 HASH_NEUTRAL = {**RUN_DEFAULTS, "lora_alpha": 16.0}
 
 
-def params_hash(params: dict) -> str:
+def params_hash(params: dict, legacy: bool = False) -> str:
     """A stable hash of the parameters that define a run's result. Parameters at their hash-neutral value (the
     default they were introduced with) are left out, so adding a parameter whose default keeps old behaviour does
-    not invalidate finished runs."""
+    not invalidate finished runs. An `init_from` that is a sibling of the run's output_dir (the MNLI run a grid
+    links: both absolute, in one folder) counts as '../<its name>', so moving a checkout or a grid's output folder
+    keeps the hash; `legacy`: the hash as written before that rule (the absolute path), which finished runs may
+    carry (grid.PlannedRun.hashes accepts both)."""
     keep = {k: v for k, v in sorted(params.items()) if k not in NOT_HASHED and not
             (k in HASH_NEUTRAL and v == HASH_NEUTRAL[k] and type(v) is type(HASH_NEUTRAL[k]))}
+    if not legacy and _sibling_of_output(keep.get("init_from"), params.get("output_dir")):
+        keep["init_from"] = f"../{PurePath(keep['init_from']).name}"
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]

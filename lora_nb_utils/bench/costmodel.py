@@ -151,7 +151,7 @@ def estimate_plan_hours(plan, device: str | None = None, padding: str = "dynamic
     Returns {'runs': [...], 'total_hours', 'todo_hours' (runs not finished), 'device', 'bases', 'early_stopping'}."""
     table = load_throughput()
     _, device = _device_rows(table, device)
-    planned = [(r.name, r.params, is_finished(r.run_dir, r.hash)) for r in plan.runs]
+    planned = [(r.name, r.params, is_finished(r.run_dir, r.hashes)) for r in plan.runs]
     planned += [(f"{s.group},seed={p['seed']}", {**s.candidates[0].params, "seed": p["seed"]}, False)
                 for s in getattr(plan, "selections", []) if s.chosen is None for p in s.confirm_params]
     runs = []

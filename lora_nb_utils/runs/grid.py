@@ -66,6 +66,12 @@ class PlannedRun:
     def hash(self) -> str:
         return params_hash(self.params)
 
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        """The hashes a finished run of these parameters may carry: today's, and the one written before init_from
+        counted relative to the run (config.params_hash); is_finished accepts either."""
+        return tuple(dict.fromkeys((self.hash, params_hash(self.params, legacy=True))))
+
 
 @dataclass
 class Plan:

@@ -270,9 +270,10 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def is_finished(run_dir, expected_hash: str | None = None) -> bool:
-    """True when metrics.json exists and is readable (and, if given, its parameter hash matches). A truncated
-    metrics.json is no result: the run counts as unfinished, and rerunning it replaces the file."""
+def is_finished(run_dir, expected_hash: str | tuple[str, ...] | None = None) -> bool:
+    """True when metrics.json exists and is readable (and, if given, its parameter hash matches, or is one of the
+    hashes given). A truncated metrics.json is no result: the run counts as unfinished, and rerunning it replaces
+    the file."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return False
@@ -280,7 +281,10 @@ def is_finished(run_dir, expected_hash: str | None = None) -> bool:
         metrics = read_json(path)
     except ValueError:
         return False
-    return expected_hash is None or metrics.get("params_hash") == expected_hash
+    if expected_hash is None:
+        return True
+    accepted = (expected_hash,) if isinstance(expected_hash, str) else tuple(expected_hash)
+    return metrics.get("params_hash") in accepted
 
 
 def read_record(path) -> dict:

@@ -166,7 +166,7 @@ def _left_by_a_killed_process(manifest: dict) -> bool:
 
 def pending_runs(plan: Plan, force: bool = False) -> list[PlannedRun]:
     """Runs still to do: not finished, or finished with other parameters (hash), or all with `force`."""
-    return [r for r in plan.runs if force or not rundir.is_finished(r.run_dir, r.hash)]
+    return [r for r in plan.runs if force or not rundir.is_finished(r.run_dir, r.hashes)]
 
 
 def run_plan(plan: Plan, workers: int = 1, force: bool = False, timeout: float | None = None,
@@ -206,7 +206,7 @@ def _drive(plan: Plan, executor, force: bool, log) -> list[dict]:
         write_results_table(plan.output_root)
         added = resolve_selections(plan)
         if added:
-            new = [r for r in added if force or not rundir.is_finished(r.run_dir, r.hash)]
+            new = [r for r in added if force or not rundir.is_finished(r.run_dir, r.hashes)]
             done.update({r.name: Status.OK for r in added if r not in new})
             total[0] += len(new)
             waiting[:0] = new  # the group's confirm runs next: a cell completes before the next one starts

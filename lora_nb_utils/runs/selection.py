@@ -60,7 +60,7 @@ class Selection:
 def candidate_evidence(run, swept) -> dict | None:
     """What selection may know of a finished sweep run: status, held-out score at its best epoch, epochs, adapter
     size. None while the run has not finished with its planned parameters."""
-    if not rundir.is_finished(run.run_dir, run.hash):
+    if not rundir.is_finished(run.run_dir, run.hashes):
         return None
     m = rundir.read_json(run.run_dir / rundir.METRICS)
     state, counts = m.get("method_state") or {}, m.get("parameters") or {}

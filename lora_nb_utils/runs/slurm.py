@@ -305,7 +305,7 @@ def record_end(run: PlannedRun, job: str, state: dict) -> dict:
     slurm["node"] = state.get("node") or slurm.get("node")
     if state.get("reason") and state["reason"] != "None":
         slurm["reason"] = state["reason"]
-    finished = rundir.is_finished(run.run_dir, run.hash)
+    finished = rundir.is_finished(run.run_dir, run.hashes)
     status, error = status_for(state["state"], finished), manifest.get("error")
     if status is not None:
         error = {"type": "SlurmJobEnded", "message": _end_message(job, slurm),

@@ -1,5 +1,6 @@
 """The grid runner on a fast stand-in notebook: expansion, validation, failures, resume after a kill, results."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from lora_nb_utils import LoraNbError
-from lora_nb_utils.config import RunConfig
+from lora_nb_utils.config import RunConfig, params_hash
 from lora_nb_utils.runs import rundir
 from lora_nb_utils.runs.grid import load_plan
 from lora_nb_utils.runs.results import collect_results
 from lora_nb_utils.runs.rundir import read_json
-from lora_nb_utils.runs.runner import run_plan
+from lora_nb_utils.runs.runner import pending_runs, run_plan
 
 from tests.conftest import FAKE_NOTEBOOK_PARAMS, write_fake_notebook
 
@@ -133,6 +134,32 @@ def test_mnli_initialised_runs_follow_their_mnli_run(project):
     assert [r.params["task"] for r in plan.runs] == ["mnli", "rte"]
     assert plan.runs[1].params["init_from"] == str(plan.runs[0].run_dir)
     assert [o["status"] for o in run_plan(plan, log=lambda *_: None)] == ["ok", "ok"]
+
+
+def test_mnli_linked_runs_keep_their_hash_when_the_checkout_moves(project):
+    root, write_grid = project
+    body = """
+        blocks:
+          - params: {init_from: mnli}
+            matrix: {task: [rte], seed: [1]}
+          - matrix: {task: [mnli], seed: [1]}
+        """
+    plan = load_plan(write_grid(body))
+    moved = root / "moved"
+    shutil.copytree(root / "notebooks", moved / "notebooks")
+    (moved / "grid.yaml").write_text((root / "grid.yaml").read_text())
+    again = load_plan(moved / "grid.yaml")
+    rte, rte_moved = plan.runs[1], again.runs[1]
+    assert rte.params["init_from"] != rte_moved.params["init_from"] and rte.hash == rte_moved.hash
+    assert params_hash({**rte.params, "init_from": "/elsewhere/mnli-run"}) != rte.hash  # another MNLI run counts
+    # a run finished before this rule carries the hash of its absolute init_from: still finished, not rerun
+    legacy = params_hash(rte.params, legacy=True)
+    assert legacy != rte.hash and rte.hashes == (rte.hash, legacy)
+    rundir.write_json(rte.run_dir / rundir.METRICS, {"status": "ok", "params_hash": legacy})
+    assert [r.name for r in pending_runs(plan)] == [plan.runs[0].name]
+    # an init_from outside the grid's folders hashes as given, as it always did
+    plain = {**rte.params, "init_from": "/data/adapters/mnli.safetensors"}
+    assert params_hash(plain) == params_hash(plain, legacy=True)
 
 
 def test_killed_runner_resumes_without_loss_or_duplicates(project):
