@@ -366,8 +366,8 @@ def test_report_reads_as_a_report(synthetic_report):
     sections = html_headings(html, 2)
     assert sections[:2] == ["Summary", "Table 2: our runs beside the paper's"] and "Appendix" in sections
     # sections without data are left out: no AdaLoRA / SoRA runs, no Section 7 outputs beside these runs
-    assert not {"Methods on our runs: FT, LoRA, AdaLoRA, SoRA",
-                "Understanding the low-rank updates (the paper's Section 7)"} & set(sections)
+    assert not any(s.startswith("Methods on our runs") for s in sections)
+    assert "Understanding the low-rank updates (the paper's Section 7)" not in sections
     assert {"Rank ablation", "Convergence", "Cost against score"} <= set(sections)
     assert not re.search(r"\b(n_excluded|paper_pm|phi_1_1|random_1_1|lora_r|score100)\b", html.split("<body", 1)[1])
 
@@ -388,9 +388,9 @@ def test_committed_reports_read_as_reports(folder):
     sections = html_headings((out / "report.html").read_text(), 2)
     if folder == "cpu_minilm_methods":  # no rank ablation and no Section 7 outputs: those sections are left out
         assert "Rank ablation" not in sections and not any("Section 7" in s for s in sections)
-        assert "Methods on our runs: FT, LoRA, AdaLoRA, SoRA" in sections
+        assert any(s.startswith("Methods on our runs: FT, LoRA, AdaLoRA, SoRA") for s in sections)
     else:
-        assert "Methods on our runs: FT, LoRA, AdaLoRA, SoRA" not in sections
+        assert not any(s.startswith("Methods on our runs") for s in sections)
 
 
 def test_sections_without_output_are_left_out():
