@@ -116,6 +116,17 @@ def tiny_model(arch: str, task: str = "sst2", **overrides):
     return load_model(arch, get_task(task), weights="random", **{**TINY, **overrides})
 
 
+def real_rte_rows(glue_dir: str, tokenizer_dir: str, n_train: int, n_validation: int):
+    """(task, tokenized splits, tokenizer): n_train training and n_validation validation rows of the real RTE
+    (subsample's fixed draw), tokenized with the RoBERTa tokenizer at length 64."""
+    from lora_nb_utils.glue.data import load_glue, subsample, tokenize
+    tokenizer = load_tokenizer("roberta-base", tokenizer_dir)
+    task = get_task("rte")
+    dsd = load_glue(task, glue_dir)
+    dsd["train"], dsd["validation"] = subsample(dsd["train"], n_train), subsample(dsd["validation"], n_validation)
+    return task, tokenize(dsd, task, tokenizer, 64), tokenizer
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """The project's single-node test SLURM, brought up by .ci/slurm-up (idempotent) when its packages are installed

@@ -8,13 +8,11 @@ from transformers import get_linear_schedule_with_warmup
 
 from lora_nb_utils import RunConfig
 from lora_nb_utils.methods import adalora
-from lora_nb_utils.glue.data import load_glue, make_loader, subsample, tokenize
+from lora_nb_utils.glue.data import make_loader
 from lora_nb_utils.methods.lora import find_target_modules
-from lora_nb_utils.models import load_tokenizer
-from lora_nb_utils.glue.tasks import get_task
 from lora_nb_utils.train import TrainConfig, train
 
-from tests.conftest import tiny_model
+from tests.conftest import real_rte_rows, tiny_model
 
 CPU = torch.device("cpu")
 STEPS, LR = 12, 1e-2
@@ -32,11 +30,7 @@ def _ranks(model) -> list[int]:
 
 
 def test_our_adalora_loop_matches_peft_documented_usage_step_by_step(glue_dir, roberta_tokenizer_dir):
-    tokenizer = load_tokenizer("roberta-base", roberta_tokenizer_dir)
-    task = get_task("rte")
-    dsd = load_glue(task, glue_dir)
-    dsd["train"], dsd["validation"] = subsample(dsd["train"], 4 * STEPS), subsample(dsd["validation"], 8)
-    tok = tokenize(dsd, task, tokenizer, 64)
+    task, tok, tokenizer = real_rte_rows(glue_dir, roberta_tokenizer_dir, 4 * STEPS, 8)
 
     def loader():
         return make_loader(tok["train"], tokenizer, 4, shuffle=True, seed=3)

@@ -3,8 +3,6 @@
 Each is checked against arithmetic and against peft's own documented usage (get_peft_model with its config, a plain
 loop, peft's create_loraplus_optimizer for LoRA+): same parameter count, same loss step by step on the same model,
 data and seed. PiSSA starts where the base model is; every method merges for inference without changing outputs."""
-import math
-
 import pytest
 import torch
 from peft import LoraConfig, VeraConfig, get_peft_model
@@ -14,14 +12,13 @@ from transformers import get_linear_schedule_with_warmup
 from lora_nb_utils import LoraNbError, RunConfig
 from lora_nb_utils.adapters import export_peft, import_peft
 from lora_nb_utils.experiment import _add_method, count_parameters_for
-from lora_nb_utils.glue.data import load_glue, make_loader, subsample, tokenize
+from lora_nb_utils.glue.data import make_loader
 from lora_nb_utils.glue.tasks import get_task
 from lora_nb_utils.methods import get_method, merged_for_inference
 from lora_nb_utils.methods.lora import find_target_modules, lora_modules, set_lora_alpha
-from lora_nb_utils.models import load_tokenizer
 from lora_nb_utils.train import TrainConfig, make_optimizer, train
 
-from tests.conftest import tiny_model
+from tests.conftest import real_rte_rows, tiny_model
 
 CPU = torch.device("cpu")
 FAMILY = ("rslora", "loraplus", "dora", "pissa", "vera")
@@ -66,12 +63,7 @@ def test_adapter_size_matches_arithmetic_and_peft(method, r):
 
 @pytest.fixture(scope="module")
 def rte(glue_dir, roberta_tokenizer_dir):
-    tokenizer = load_tokenizer("roberta-base", roberta_tokenizer_dir)
-    task = get_task("rte")
-    dsd = load_glue(task, glue_dir)
-    dsd["train"], dsd["validation"] = subsample(dsd["train"], 4 * STEPS), subsample(dsd["validation"], 8)
-    tok = tokenize(dsd, task, tokenizer, 64)
-    return task, tok, tokenizer
+    return real_rte_rows(glue_dir, roberta_tokenizer_dir, 4 * STEPS, 8)
 
 
 def _base():

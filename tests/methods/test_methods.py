@@ -7,25 +7,19 @@ import torch
 from lora_nb_utils import LoraNbError, RunConfig, run_experiment
 from lora_nb_utils.methods import adalora
 from lora_nb_utils.methods import sora
-from lora_nb_utils.glue.data import load_glue, make_loader, subsample, tokenize
+from lora_nb_utils.glue.data import make_loader
 from lora_nb_utils.experiment import _add_method
 from lora_nb_utils.methods.lora import count_parameters, lora_merged
-from lora_nb_utils.models import load_tokenizer
-from lora_nb_utils.glue.tasks import get_task
 from lora_nb_utils.train import TrainConfig, make_optimizer, train
 
-from tests.conftest import tiny_model
+from tests.conftest import real_rte_rows, tiny_model
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def rte_loaders(glue_dir, roberta_tokenizer_dir):
-    tokenizer = load_tokenizer("roberta-base", roberta_tokenizer_dir)
-    task = get_task("rte")
-    dsd = load_glue(task, glue_dir)
-    dsd["train"], dsd["validation"] = subsample(dsd["train"], 64), subsample(dsd["validation"], 16)
-    tok = tokenize(dsd, task, tokenizer, 64)
+    task, tok, tokenizer = real_rte_rows(glue_dir, roberta_tokenizer_dir, 64, 16)
     return task, make_loader(tok["train"], tokenizer, 4, True, 0), \
         {"validation": make_loader(tok["validation"], tokenizer, 16, False)}
 
