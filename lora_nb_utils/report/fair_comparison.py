@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..glue.tasks import TASK_LABELS
 from .format import METHOD_NAMES, METHOD_ORDER, human_count, model_label, signed, task_order, value_text
+from .methods import PAPER_PAIR
 from .select import main_runs
 from .verdicts import FT_TOLERANCE
 
@@ -166,7 +167,7 @@ def fair_findings(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> lis
         out.append("Chosen learning rates, LoRA / FT: " + "; ".join(
             f"{TASK_LABELS.get(r.task, r.task)} {value_text(r.lr)} / {value_text(r.lr_ref)} (x{r.lr_ratio:g})"
             for r in lf.itertuples()) + f"; median ratio x{lf['lr_ratio'].median():g}.")
-    for method in (m for m in METHOD_ORDER if m not in ("ft", "lora")):  # every other method against LoRA
+    for method in (m for m in METHOD_ORDER if m not in PAPER_PAIR):  # every other method against LoRA
         v = versus(comp, method, "lora", tolerance)
         if v.empty:
             continue
