@@ -11,6 +11,7 @@ figures that notebooks/05_report.ipynb shows and `lora-nb report` exports to HTM
     prose.py            what was run, why our numbers differ, where training was still improving
     methods.py          FT, LoRA, AdaLoRA and SoRA on our runs; references.py the AdaLoRA and SoRA papers' tables
     fair_comparison.py  what each sweep chose on held-out data, and what it cost
+    gaps.py             where a method misses its reference, what the sweep, the seeds and the curves show
     section7.py         Section 7 (notebooks/04_low_rank_analysis.ipynb's outputs)
     figures.py          the figures; render.py shows tables and figures in the notebook
     export.py           notebook -> HTML -> PDF (`lora-nb report`)

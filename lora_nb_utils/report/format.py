@@ -65,9 +65,12 @@ def span(values) -> str:
 
 
 def value_text(v) -> str:
-    """A swept value as people write it: 5e-4, 2e-5, 0.4."""
+    """A swept value as people write it: 5e-4, 3.5e-4, 1e-2, 0.4 (at most 3 significant digits)."""
     v = float(v)
-    return f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e") if 0 < abs(v) < 0.01 else f"{v:g}"
+    if not 0 < abs(v) < 0.1:
+        return f"{v:.3g}"
+    mantissa, exponent = f"{v:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def score_text(x, pm=None) -> str:

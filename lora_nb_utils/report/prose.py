@@ -11,7 +11,7 @@ from ..glue.tasks import MNLI_INIT_TASKS, TASK_LABELS
 from ..paper import load_reference
 from ..runs import rundir
 from .format import (METHOD_NAMES, METHOD_ORDER, NO_RESULTS, config_key, config_labels, human_count, matrices,
-                     message, model_label, span, task_order, trains_adapter)
+                     message, model_label, span, task_order, trains_adapter, value_text)
 from .select import EXCLUDED, PAPER_RANK, has_runs, other_targets, sora_sweep, table2_runs, usable
 from .stats import aggregate, still_improving
 from .table2 import REFERENCE_MODEL, paper_rows
@@ -29,12 +29,6 @@ SPLIT_TEXT = {
 def _values(series) -> str:
     vals = sorted({v for v in series.dropna()}, key=lambda v: (isinstance(v, str), v))
     return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals) or "none"
-
-
-def _lr(x) -> str:
-    """A learning rate as people write it: 5e-4, 2.2e-3."""
-    mantissa, exponent = f"{float(x):.1e}".split("e")
-    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
 
 
 def _tasks(tasks) -> str:
@@ -119,7 +113,7 @@ def _budget(results: pd.DataFrame) -> str:
     steps_text = (f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}–{steps[-1]}") if steps else ""
     step_text = f"{steps_text} optimizer steps at batch {batch}" if steps else f"batch {batch}"
     lrs = ", ".join(f"{METHOD_NAMES.get(m, m)} " + " or ".join(
-        _lr(x) for x in sorted(results.loc[results["method"] == m, "learning_rate"].dropna().unique()))
+        value_text(x) for x in sorted(results.loc[results["method"] == m, "learning_rate"].dropna().unique()))
         for m in METHOD_ORDER if m in set(results["method"]))
     alpha = results.loc[results["method"].map(trains_adapter), "lora_alpha"] if "lora_alpha" in results \
         else pd.Series(dtype=float)

@@ -65,4 +65,5 @@ def test_tables_for_people(results):
     view = selection_view(selection).iloc[0]
     assert view["Values tried: held-out score (x100)"] == "5e-4: 61.0 · 1e-3: 65.0 ◀ · 4e-3: 50.0 (collapsed)"
     assert view["Chosen"] == "1e-3" and view["Task"] == "RTE" and view["Method"] == "LoRA"
-    assert [value_text(v) for v in (2e-5, 1e-4, 0.4, 1.0)] == ["2e-5", "1e-4", "0.4", "1"]
+    assert [value_text(v) for v in (2e-5, 1e-4, 0.4, 1.0, 3.5e-4, 2.2e-3, 1e-2)] == [
+        "2e-5", "1e-4", "0.4", "1", "3.5e-4", "2.2e-3", "1e-2"]
