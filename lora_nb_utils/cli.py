@@ -138,12 +138,20 @@ def cmd_run(args) -> int:
               + (f", {waits} confirm runs after their selection" if waits else ""))
         for line in selection_lines(plan):
             print(line)
-        from .bench.costmodel import estimate_plan_hours
+        from .bench.costmodel import estimate_plan_hours, measured_pace
         est = estimate_plan_hours(plan)
         bound = " at most (every run to its max epochs; early stopping ends runs sooner)" if est["early_stopping"] \
             else ""
         print(f"estimated training time: {est['total_hours']:,.1f} {est['device']}-hours{bound}, "
               f"{est['todo_hours']:,.1f} of them still to run ({'; '.join(est['bases'])})")
+        pace = measured_pace(est)
+        if pace is not None and est["todo_hours"] > 0:
+            workers = args.workers or 1
+            print(f"at the pace of its {pace['runs']} finished run(s) (x{pace['pace']:.2f} the estimate's time per "
+                  f"epoch; they ran {pace['epoch_fraction']:.0%} of their max epochs, median), the runs still to run "
+                  f"need about {pace['todo_hours_expected']:,.1f} run-hours ({pace['todo_hours_at_cap']:,.1f} at "
+                  f"their max epochs): {pace['todo_hours_expected'] / workers:,.1f} hours of wall time with "
+                  f"--workers {workers}")
         if slurm is not None:
             from .runs.slurm import describe
             for line in describe(plan, pending_runs(plan, args.force), slurm, args.runs_per_gpu, waits):

@@ -27,7 +27,7 @@ from ..models import skeleton
 from ..methods import METHODS
 from ..paper import REFERENCE_DIR
 from ..paths import repo_root
-from ..runs.rundir import is_finished
+from ..runs.rundir import METRICS, is_finished, read_json
 
 THROUGHPUT_CSV = REFERENCE_DIR / "throughput.csv"
 LENGTHS_CSV = REFERENCE_DIR / "task_lengths.csv"
@@ -151,19 +151,46 @@ def estimate_plan_hours(plan, device: str | None = None, padding: str = "dynamic
     Returns {'runs': [...], 'total_hours', 'todo_hours' (runs not finished), 'device', 'bases', 'early_stopping'}."""
     table = load_throughput()
     _, device = _device_rows(table, device)
-    planned = [(r.name, r.params, is_finished(r.run_dir, r.hashes)) for r in plan.runs]
-    planned += [(f"{s.group},seed={p['seed']}", {**s.candidates[0].params, "seed": p["seed"]}, False)
+    planned = [(r.name, r.params, r.run_dir if is_finished(r.run_dir, r.hashes) else None) for r in plan.runs]
+    planned += [(f"{s.group},seed={p['seed']}", {**s.candidates[0].params, "seed": p["seed"]}, None)
                 for s in getattr(plan, "selections", []) if s.chosen is None for p in s.confirm_params]
     runs = []
-    for name, p, finished in planned:
+    for name, p, finished_dir in planned:
         pads = "grouped" if padding == "dynamic" and p.get("group_by_length") else padding
         est = estimate_run_hours(p["model"], p["task"], p["epochs"], p["batch_size"], p["max_seq_len"],
                                  p.get("method", "lora"), _train_rows(p), device, pads, table)
-        runs.append({"name": name, "finished": finished, **est})
+        runs.append({"name": name, "finished": finished_dir is not None, **est, **_measured(finished_dir)})
     return {"runs": runs, "total_hours": sum(x["hours"] for x in runs),
             "todo_hours": sum(x["hours"] for x in runs if not x["finished"]), "device": device,
             "bases": sorted({x["basis"] for x in runs}),
             "early_stopping": any(p.get("early_stopping_patience") for _, p, _ in planned)}
+
+
+def _measured(run_dir) -> dict:
+    """A finished run's measured training hours and epochs run (metrics.json); {} when it has none."""
+    if run_dir is None:
+        return {}
+    try:
+        metrics = read_json(Path(run_dir) / METRICS)
+        return {"measured_hours": float(metrics["train_seconds"]) / 3600, "epochs_run": int(metrics["epochs_run"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def measured_pace(estimate: dict) -> dict | None:
+    """The plan's finished runs against the model (estimate: estimate_plan_hours): `pace`, the median of measured
+    over estimated time per epoch (the machine, its load and its workers as they were), `epoch_fraction`, the
+    median of epochs run over max epochs (early stopping), and the runs still to run at that pace,
+    `todo_hours_at_cap` (every run to its max epochs) and `todo_hours_expected` (stopping as the finished runs did).
+    None without a finished run that recorded its time."""
+    done = [r for r in estimate["runs"] if r["finished"] and r.get("measured_hours") and r.get("epochs_run")]
+    if not done:
+        return None
+    pace = float(pd.Series([r["measured_hours"] / (r["hours"] * r["epochs_run"] / r["epochs"]) for r in done]).median())
+    fraction = float(pd.Series([min(1.0, r["epochs_run"] / r["epochs"]) for r in done]).median())
+    at_cap = estimate["todo_hours"] * pace
+    return {"runs": len(done), "pace": pace, "epoch_fraction": fraction, "todo_hours_at_cap": at_cap,
+            "todo_hours_expected": at_cap * fraction}
 
 
 def _train_rows(params: dict) -> int | None:

@@ -189,6 +189,34 @@ def test_estimate_plan_hours_on_a_grid():
     assert est["total_hours"] == pytest.approx(sum(r["hours"] for r in est["runs"])) and est["total_hours"] > 0
 
 
+def test_the_finished_runs_pace_rescales_what_is_left(tmp_path, capsys):
+    from lora_nb_utils.bench.costmodel import measured_pace
+    from lora_nb_utils.runs.grid import load_plan
+    from lora_nb_utils.runs.rundir import write_json
+    path = tmp_path / "grid.yaml"
+    path.write_text(f"notebook: {repo_root() / 'notebooks' / '00_minilm_cpu.ipynb'}\noutput_root: {tmp_path / 'out'}\n"
+                    "blocks:\n  - params: {model: minilm, task: rte, max_train_samples: 1000, max_eval_samples: 0, "
+                    "epochs: 10}\n    matrix: {seed: [1, 2, 3]}\n")
+    plan = load_plan(path)
+    assert measured_pace(estimate_plan_hours(plan)) is None  # nothing finished: no pace to tell
+    per_epoch = estimate_plan_hours(plan)["runs"][0]["hours"] / 10
+    first, second = plan.runs[0], plan.runs[1]  # stopped after 4 of 10 epochs, 3x and 2x slower than the model
+    write_json(first.run_dir / "metrics.json", {"params_hash": first.hashes[0], "epochs_run": 4,
+                                                "train_seconds": 3 * 4 * per_epoch * 3600})
+    write_json(second.run_dir / "metrics.json", {"params_hash": second.hashes[0], "epochs_run": 4,
+                                                 "train_seconds": 2 * 4 * per_epoch * 3600})
+    est = estimate_plan_hours(plan)
+    pace = measured_pace(est)
+    assert pace["runs"] == 2 and pace["pace"] == pytest.approx(2.5) and pace["epoch_fraction"] == pytest.approx(0.4)
+    assert pace["todo_hours_at_cap"] == pytest.approx(2.5 * est["todo_hours"]) == pytest.approx(2.5 * 10 * per_epoch)
+    assert pace["todo_hours_expected"] == pytest.approx(0.4 * 2.5 * 10 * per_epoch)
+    assert main(["run", str(path), "--dry-run", "--workers", "2"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("at the pace of its 2 finished run(s) (x2.50 the estimate's time per epoch; they ran 40% "
+                           "of their max epochs, median)")
+    assert line.endswith(f"{pace['todo_hours_expected'] / 2:,.1f} hours of wall time with --workers 2")
+
+
 def test_bench_tiny_returns_every_key(glue_dir, roberta_tokenizer_dir, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("LORA_NB_GLUE_DIR", glue_dir)
     out_file = tmp_path / "bench.json"

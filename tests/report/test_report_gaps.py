@@ -33,7 +33,8 @@ def test_a_gap_is_explained_from_the_sweep_the_seeds_and_the_curves(tmp_path):
     text = findings[0]
     assert text.startswith("STS-B, LoRA −5.0 against FT (below):\n  - ")  # a nested bullet per piece of evidence
     assert text.count("\n  - ") == 5
-    assert "On the held-out part that chose the values, LoRA 85.5 vs FT 86.0 (−0.5): within a point there, so selection could not see the gap" in text
+    assert ("On the held-out part that chose the values, LoRA 85.5 vs FT 86.0 (−0.5): within a point there, so "
+            "selection could not see the gap") in text
     assert "LoRA 80.1–80.3 and FT 85.1–85.3 (no overlap" in text
     assert "LoRA's lr 2e-3 is the largest of its sweep (5e-4 to 2e-3): a larger one was not tried" in text
     assert "FT's lr 5e-5 lies inside its sweep (2e-5 to 1e-4)" in text
