@@ -28,10 +28,12 @@ def _values_text(values: dict) -> str:
     return ", ".join(f"{names.get(k, k)} {value_text(v)}" for k, v in values.items())
 
 
-def _group_parts(group: str) -> dict:
+def group_parts(group: str) -> dict:
+    """A sweep group's name (minilm/task=mrpc,method=lora,r=8) as model, task, method and rank (None without)."""
     model, _, rest = group.partition("/")
     parts = dict(p.split("=", 1) for p in rest.split(",") if "=" in p)
-    return {"model": model, "task": parts.get("task", ""), "method": parts.get("method", "")}
+    return {"model": model, "task": parts.get("task", ""), "method": parts.get("method", ""),
+            "r": int(parts["r"]) if parts.get("r", "").isdigit() else None}
 
 
 def selection_view(selection: dict) -> pd.DataFrame:
@@ -39,7 +41,7 @@ def selection_view(selection: dict) -> pd.DataFrame:
     choice."""
     rows = []
     for g in selection.get("groups", []):
-        parts = _group_parts(g["group"])
+        parts = group_parts(g["group"])
         tried = []
         for c in g["candidates"]:
             score = c.get("heldout_score")

@@ -1,6 +1,6 @@
 """The report's figures (seaborn), each from the runs: scores per task with seeds as dots, the rank ablation,
-convergence curves against optimizer steps and training time, and score against cost (trainable parameters, peak
-memory, training time) with the Pareto front. Each plot_* returns a matplotlib figure, or None with nothing to plot.
+convergence curves against optimizer steps and training time, score against cost (trainable parameters, peak
+memory, training time) with the Pareto front, and a sweep grid's held-out score against the learning rate. Each plot_* returns a matplotlib figure, or None with nothing to plot.
 Sizes fit the printed page (A4 portrait, 7.2 inches of text width); render.show_figure displays them.
 
 matplotlib and seaborn are optional (not package dependencies): imported where used, in the notebook kernel."""
@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ..glue.tasks import TASK_LABELS
-from .format import config_key, config_labels, message, model_label, task_order
+from .fair_comparison import group_parts
+from .format import config_key, config_labels, message, method_label, model_label, task_order
 from .select import main_runs
 from .stats import aggregate, cost_table, rank_ablation, training_curves
 
@@ -220,4 +221,56 @@ def plot_cost_vs_score(results: pd.DataFrame):
                     _task_title(ax, task)
                 ax.margins(x=0.15, y=0.2)
         _legend_and_layout(fig, pal, line=False)
+    return fig
+
+
+def sweep_points(selection: dict) -> pd.DataFrame:
+    """selection.json as points: per sweep group (model, task, method) every tried learning rate with its held-out
+    score x100, its status and whether it was chosen. A group that also sweeps another value (SoRA's lambda) keeps
+    the candidates at the chosen (or, before the choice, the best so far) value of the others."""
+    rows = []
+    for g in selection.get("groups", []):
+        scored = [c for c in g["candidates"] if isinstance(c.get("heldout_score"), (int, float))
+                  and c["heldout_score"] == c["heldout_score"] and "learning_rate" in c["values"]]
+        if not scored:
+            continue
+        anchor = g.get("chosen") or max(scored, key=lambda c: c["heldout_score"])["values"]
+        others = {k: v for k, v in anchor.items() if k != "learning_rate"}
+        parts = group_parts(g["group"])
+        label = method_label(parts["method"], lora_r=parts["r"])
+        for c in scored:
+            if all(c["values"].get(k) == v for k, v in others.items()):
+                rows.append({"model": parts["model"], "task": parts["task"], "method": parts["method"],
+                             "config": label, "learning_rate": float(c["values"]["learning_rate"]),
+                             "score100": 100 * c["heldout_score"], "status": c.get("status", "ok"),
+                             "chosen": g.get("chosen") is not None and c["values"] == g["chosen"]})
+    return pd.DataFrame(rows)
+
+
+def plot_sweeps(selection: dict):
+    """Per task, each method's held-out score x100 (the selection seed) against its learning rate (log scale): the
+    curves selection read. Ringed: the chosen value; a cross: a run that collapsed to chance."""
+    import seaborn as sns
+    points = sweep_points(selection)
+    if points.empty:
+        return None
+    pal = palette(points["config"])
+    keys = [(m, t) for m in sorted(points["model"].unique()) for t in task_order(points["task"])]
+    with _style():
+        fig, axes = _task_blocks(len(keys), 1, 2.1, max_cols=3)
+        for (ax,), (model, task) in zip(axes, keys):
+            d = points[(points["model"] == model) & (points["task"] == task)].sort_values("learning_rate")
+            sns.lineplot(data=d, x="learning_rate", y="score100", hue="config", hue_order=list(pal), palette=pal,
+                         marker="o", markersize=3.5, linewidth=1, legend=False, ax=ax)
+            chosen, bad = d[d["chosen"]], d[d["status"] != "ok"]
+            ax.scatter(chosen["learning_rate"], chosen["score100"], s=70, facecolors="none", zorder=3,
+                       edgecolors=[pal[c] for c in chosen["config"]], linewidths=1.3)
+            ax.scatter(bad["learning_rate"], bad["score100"], s=40, marker="x", color="black", zorder=4,
+                       linewidths=1)
+            ax.set_xscale("log")
+            ax.set(xlabel="learning rate", ylabel="held-out score x100" if ax.get_subplotspec().is_first_col() else "")
+            _task_title(ax, task)
+            if len(keys) > len(task_order(points["task"])):
+                ax.set_title(f"{model_label(model)} {ax.get_title()}")
+        _legend_and_layout(fig, pal)
     return fig

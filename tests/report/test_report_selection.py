@@ -67,3 +67,30 @@ def test_tables_for_people(results):
     assert view["Chosen"] == "1e-3" and view["Task"] == "RTE" and view["Method"] == "LoRA"
     assert [value_text(v) for v in (2e-5, 1e-4, 0.4, 1.0, 3.5e-4, 2.2e-3, 1e-2)] == [
         "2e-5", "1e-4", "0.4", "1", "3.5e-4", "2.2e-3", "1e-2"]
+
+
+def test_the_sweep_figure_plots_what_selection_read():
+    from lora_nb_utils.report.figures import plot_sweeps, sweep_points
+    assert plot_sweeps({"groups": []}) is None and sweep_points({}).empty
+    lora = {"group": "minilm/task=mrpc,method=lora,r=8", "chosen": {"learning_rate": 0.002},
+            "candidates": [{"values": {"learning_rate": lr}, "status": status, "heldout_score": score}
+                           for lr, status, score in ((0.001, "ok", 0.79), (0.002, "ok", 0.792),
+                                                     (0.004, "collapsed", 0.66))]}
+    sora = {"group": "minilm/task=stsb,method=sora,r=8", "chosen": {"learning_rate": 0.001, "sora_lambda": 1.0},
+            "candidates": [{"values": {"learning_rate": lr, "sora_lambda": lam}, "status": "ok", "heldout_score": s}
+                           for lr, lam, s in ((0.001, 0.4, 0.86), (0.001, 1.0, 0.855), (0.002, 0.4, 0.84),
+                                              (0.002, 1.0, 0.85))]}
+    pending = {"group": "minilm/task=stsb,method=ft", "chosen": None,
+               "candidates": [{"values": {"learning_rate": 2e-5}, "status": "ok", "heldout_score": 0.85},
+                              {"values": {"learning_rate": 5e-5}, "status": "pending"}]}
+    points = sweep_points({"groups": [lora, sora, pending]})
+    assert list(points["config"].unique()) == ["LoRA r=8", "SoRA r=8", "FT"]
+    assert points.loc[points["chosen"], "learning_rate"].tolist() == [0.002, 0.001]
+    assert points.loc[points["status"] == "collapsed", "score100"].tolist() == [66.0]
+    sora_points = points[points["method"] == "sora"]  # only the chosen lambda's curve
+    assert sora_points["learning_rate"].tolist() == [0.001, 0.002]
+    assert sora_points["score100"].tolist() == pytest.approx([85.5, 85.0])
+    assert len(points[points["method"] == "ft"]) == 1  # a pending value has no point
+    fig = plot_sweeps({"groups": [lora, sora, pending]})
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["MRPC", "STS-B"] and panels[0].get_xscale() == "log"
