@@ -150,7 +150,7 @@ def cmd_run(args) -> int:
             print(f"at the pace of its {pace['runs']} finished run(s) (x{pace['pace']:.2f} the estimate's time per "
                   f"epoch; they ran {pace['epoch_fraction']:.0%} of their max epochs, median), the runs still to run "
                   f"need about {pace['todo_hours_expected']:,.1f} run-hours ({pace['todo_hours_at_cap']:,.1f} at "
-                  f"their max epochs): {pace['todo_hours_expected'] / workers:,.1f} hours of wall time with "
+                  f"their max epochs): at least {pace['todo_hours_expected'] / workers:,.1f} hours of wall time with "
                   f"--workers {workers}")
         if slurm is not None:
             from .runs.slurm import describe

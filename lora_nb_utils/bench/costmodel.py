@@ -183,7 +183,8 @@ def measured_pace(estimate: dict) -> dict | None:
     median of epochs run over max epochs (early stopping), and the runs still to run at that pace,
     `todo_hours_at_cap` (every run to its max epochs) and `todo_hours_expected` (stopping as the finished runs did).
     None without a finished run that recorded its time."""
-    done = [r for r in estimate["runs"] if r["finished"] and r.get("measured_hours") and r.get("epochs_run")]
+    done = [r for r in estimate["runs"] if r["finished"] and r.get("measured_hours") and r.get("epochs_run")
+            and r["epochs"] and r["hours"]]
     if not done:
         return None
     pace = float(pd.Series([r["measured_hours"] / (r["hours"] * r["epochs_run"] / r["epochs"]) for r in done]).median())

@@ -31,6 +31,7 @@ class Method:
     exports_to_peft: bool = False  # its runs' adapters can be written as PEFT adapter folders (adapters.export_run)
     paper_claim: str = ""  # its paper's claim against LoRA at the same rank, judged from the runs in the summary
     claim_beats_lora: bool = True  # the claim is 'beats LoRA' (else 'matches LoRA', e.g. with fewer parameters)
+    loss_is_task_loss: bool = True  # its recorded training loss is the task's loss alone (AdaLoRA's adds a regulariser)
 
     @property
     def has_rank(self) -> bool:

@@ -87,5 +87,5 @@ register_method(name="adalora", title="AdaLoRA", changes_model=lambda cfg, model
                 trains=adapter_and_head,
                 parameters=("lora_alpha", "lora_targets", "adalora_init_r", "adalora_target_r"),
                 rank_parameters=("adalora_init_r", "adalora_target_r"), validate=check_ranks,
-                on_training_start=start_training, final_state=method_state,
+                on_training_start=start_training, final_state=method_state, loss_is_task_loss=False,
                 paper_claim="AdaLoRA beats LoRA at the same parameter budget (AdaLoRA paper, Table 1)")

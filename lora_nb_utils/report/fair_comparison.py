@@ -36,6 +36,31 @@ def group_parts(group: str) -> dict:
             "r": int(parts["r"]) if parts.get("r", "").isdigit() else None}
 
 
+def has_score(candidate: dict) -> bool:
+    score = candidate.get("heldout_score")
+    return isinstance(score, (int, float)) and score == score
+
+
+def sweep_candidates(selection: dict) -> pd.DataFrame:
+    """selection.json as one row per tried learning rate: model, task, method, rank `r`, `learning_rate`, held-out
+    `score100` (NaN while pending), `status` and `chosen`. A group that also sweeps another value (SoRA's lambda)
+    keeps the candidates at the chosen (before the choice: the best so far) value of the others."""
+    rows = []
+    for g in selection.get("groups", []):
+        lr_swept = [c for c in g["candidates"] if "learning_rate" in c["values"]]
+        scored = [c for c in lr_swept if has_score(c)]
+        anchor = g.get("chosen") or (max(scored, key=lambda c: c["heldout_score"])["values"] if scored else {})
+        others = {k: v for k, v in anchor.items() if k != "learning_rate"}
+        for c in lr_swept:
+            if all(c["values"].get(k) == v for k, v in others.items()):
+                rows.append({**group_parts(g["group"]), "learning_rate": float(c["values"]["learning_rate"]),
+                             "score100": 100 * c["heldout_score"] if has_score(c) else float("nan"),
+                             "status": c.get("status", "ok"),
+                             "chosen": g.get("chosen") is not None and c["values"] == g["chosen"]})
+    return pd.DataFrame(rows, columns=["model", "task", "method", "r", "learning_rate", "score100", "status",
+                                       "chosen"])
+
+
 def selection_view(selection: dict) -> pd.DataFrame:
     """One row per sweep group: every value tried with its held-out score (x100; the chosen one marked) and the
     choice."""
@@ -44,9 +69,8 @@ def selection_view(selection: dict) -> pd.DataFrame:
         parts = group_parts(g["group"])
         tried = []
         for c in g["candidates"]:
-            score = c.get("heldout_score")
             text = "pending" if c.get("status") == "pending" else \
-                f"{100 * score:.1f}" if isinstance(score, (int, float)) and score == score else "n/a"
+                f"{100 * c['heldout_score']:.1f}" if has_score(c) else "n/a"
             flag = "" if c.get("status") in ("ok", "pending") else f" ({c['status']})"
             mark = " ◀" if g.get("chosen") is not None and c["values"] == g["chosen"] else ""
             tried.append(f"{_values_text(c['values'])}: {text}{flag}{mark}")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..glue.tasks import TASK_LABELS
-from .fair_comparison import group_parts
+from .fair_comparison import sweep_candidates
 from .format import config_key, config_labels, message, method_label, model_label, task_order
 from .select import main_runs
 from .stats import aggregate, cost_table, rank_ablation, training_curves
@@ -224,36 +224,14 @@ def plot_cost_vs_score(results: pd.DataFrame):
     return fig
 
 
-def sweep_points(selection: dict) -> pd.DataFrame:
-    """selection.json as points: per sweep group (model, task, method) every tried learning rate with its held-out
-    score x100, its status and whether it was chosen. A group that also sweeps another value (SoRA's lambda) keeps
-    the candidates at the chosen (or, before the choice, the best so far) value of the others."""
-    rows = []
-    for g in selection.get("groups", []):
-        scored = [c for c in g["candidates"] if isinstance(c.get("heldout_score"), (int, float))
-                  and c["heldout_score"] == c["heldout_score"] and "learning_rate" in c["values"]]
-        if not scored:
-            continue
-        anchor = g.get("chosen") or max(scored, key=lambda c: c["heldout_score"])["values"]
-        others = {k: v for k, v in anchor.items() if k != "learning_rate"}
-        parts = group_parts(g["group"])
-        label = method_label(parts["method"], lora_r=parts["r"])
-        for c in scored:
-            if all(c["values"].get(k) == v for k, v in others.items()):
-                rows.append({"model": parts["model"], "task": parts["task"], "method": parts["method"],
-                             "config": label, "learning_rate": float(c["values"]["learning_rate"]),
-                             "score100": 100 * c["heldout_score"], "status": c.get("status", "ok"),
-                             "chosen": g.get("chosen") is not None and c["values"] == g["chosen"]})
-    return pd.DataFrame(rows)
-
-
 def plot_sweeps(selection: dict):
     """Per task, each method's held-out score x100 (the selection seed) against its learning rate (log scale): the
     curves selection read. Ringed: the chosen value; a cross: a run that collapsed to chance."""
     import seaborn as sns
-    points = sweep_points(selection)
+    points = sweep_candidates(selection).dropna(subset=["score100"])
     if points.empty:
         return None
+    points["config"] = [method_label(m, lora_r=r) for m, r in zip(points["method"], points["r"])]
     pal = palette(points["config"])
     keys = [(m, t) for m in sorted(points["model"].unique()) for t in task_order(points["task"])]
     with _style():

@@ -68,7 +68,7 @@ def value_text(v) -> str:
     """A swept value as people write it: 5e-4, 3.5e-4, 1e-2, 0.4 (at most 3 significant digits)."""
     v = float(v)
     if not 0 < abs(v) < 0.1:
-        return f"{v:.3g}"
+        return f"{v:g}"
     mantissa, exponent = f"{v:.2e}".split("e")
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 

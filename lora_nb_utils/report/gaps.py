@@ -1,12 +1,11 @@
-"""Why a method misses its reference in a sweep grid, from the runs: for every task where the fair comparison's
-verdict is below or above (LoRA against FT, every other method against LoRA), what the data shows.
+"""Where a method differs from its reference in a sweep grid by more than the tolerance (LoRA against FT, every
+other method against LoRA), what the runs show, one bullet each:
 
-- the gap on the held-out part that chose the values (selection could only see that one);
-- the seed spread of both methods (do their ranges overlap?);
-- where each chosen learning rate sits in its sweep (at an edge, the best value may lie outside what was tried);
+- the held-out part (median over seeds of each run's best held-out score): the same gap, a smaller one, or none;
+- the seeds: how many, and whether the two methods' ranges overlap;
+- where each chosen learning rate sits among the values its sweep tried (selection.json), and what lies beyond it;
 - how many runs were still improving at their last epoch, and how many early stopping ended;
-- the training loss at the best epoch (a method that fits its training set less is limited by its capacity or its
-  rate; one that fits it as well and scores lower is not).
+- the lowest training loss each run reached (its epochs.csv), for methods whose loss is the task's loss alone.
 """
 from __future__ import annotations
 
@@ -15,108 +14,151 @@ from pathlib import Path
 import pandas as pd
 
 from ..glue.tasks import TASK_LABELS
-from .fair_comparison import fair_comparison, versus
-from .format import METHOD_NAMES, METHOD_ORDER, signed, value_text
+from ..methods import METHODS
+from ..runs.rundir import EPOCHS
+from .fair_comparison import fair_comparison, sweep_candidates, versus
+from .format import METHOD_NAMES, METHOD_ORDER, model_label, signed, value_text
 from .methods import PAPER_PAIR
 from .select import main_runs
 from .verdicts import FT_TOLERANCE
 
-UNDERFIT_RATIO = 1.5  # a training loss this many times the reference's counts as fitting the training set less
+FITS_LESS = 1.5  # a lowest training loss this many times the reference's counts as fitting the training set less
 
 
-def _cell(frame: pd.DataFrame, model: str, task: str, method: str) -> pd.DataFrame:
-    return frame[(frame["model"] == model) & (frame["task"] == task) & (frame["method"] == method)]
+def _name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
 
 
-def _loss_at_best_epoch(run: dict) -> float:
-    """The training loss of the epoch whose held-out score the run reports (its epochs.csv); NaN without one."""
-    path = Path(str(run.get("run_dir", ""))) / "epochs.csv"
-    if not path.is_file() or pd.isna(run.get("best_epoch")):
-        return float("nan")
-    epochs = pd.read_csv(path)
-    row = epochs[epochs["epoch"] == int(run["best_epoch"])]
-    return float(row["train_loss"].iloc[0]) if len(row) and "train_loss" in row else float("nan")
+def heldout_gap(a: pd.DataFrame, b: pd.DataFrame, reported: float, names, tolerance: float) -> str:
+    """The gap on the held-out part, where the values were chosen, against the reported one."""
+    ha, hb = 100 * a["score"].astype(float).median(), 100 * b["score"].astype(float).median()
+    gap = ha - hb
+    if abs(gap) <= tolerance:
+        verdict = f"within {tolerance:g} point there: the gap shows on the reported set only"
+    elif (gap < 0) != (reported < 0):
+        verdict = "the other way round there"
+    else:
+        verdict = "the same direction there" + (", smaller" if abs(gap) < abs(reported) else "")
+    return (f"held-out part (median over seeds of each run's best held-out score): {names[0]} {ha:.1f} vs "
+            f"{names[1]} {hb:.1f} ({signed(gap)}), {verdict}")
 
 
-def _sweep_position(swept: pd.DataFrame, chosen_lr: float, name: str) -> str:
-    """Where the chosen learning rate lies among the values its sweep tried."""
-    values = sorted(swept["learning_rate"].dropna().unique())
+def seed_spread(ca, cb, names) -> str:
+    """The seeds' ranges of the reported score (rows of fair_comparison)."""
+    spans = f"{names[0]} {ca['min']:.1f}–{ca['max']:.1f} ({ca['n']} seeds), {names[1]} {cb['min']:.1f}–" \
+            f"{cb['max']:.1f} ({cb['n']} seeds)"
+    if min(ca["n"], cb["n"]) < 2:
+        return f"seeds: {spans}; one seed gives no spread to compare the gap with"
+    overlap = max(ca["min"], cb["min"]) <= min(ca["max"], cb["max"])
+    return f"seeds: {spans}; the ranges " + ("overlap" if overlap else "do not overlap")
+
+
+def sweep_position(tried: pd.DataFrame, chosen_lr: float, name: str) -> str:
+    """Where the chosen learning rate lies among the values its sweep tried, and what lies beyond an edge."""
+    values = tried.sort_values("learning_rate")
+    ok = values[values["status"] == "ok"]["learning_rate"]
     if len(values) < 2:
-        return f"{name}'s lr {value_text(chosen_lr)} was the only value tried"
-    span = f"{value_text(values[0])} to {value_text(values[-1])}"
-    if chosen_lr >= values[-1]:
-        return f"{name}'s lr {value_text(chosen_lr)} is the largest of its sweep ({span}): a larger one was not tried"
-    if chosen_lr <= values[0]:
-        return f"{name}'s lr {value_text(chosen_lr)} is the smallest of its sweep ({span}): a smaller one was not tried"
+        return f"{name}'s lr {value_text(chosen_lr)} is the only value its sweep tried"
+    span = f"{value_text(values['learning_rate'].iloc[0])} to {value_text(values['learning_rate'].iloc[-1])}"
+    for edge, beyond, most, more in ((ok.max(), values[values["learning_rate"] > chosen_lr], "largest", "larger"),
+                                     (ok.min(), values[values["learning_rate"] < chosen_lr], "smallest", "smaller")):
+        if chosen_lr != edge:
+            continue
+        if beyond.empty:
+            return f"{name}'s lr {value_text(chosen_lr)} is the {most} its sweep tried ({span}): a {more} one was " \
+                   "not tried"
+        nxt = beyond.iloc[0] if more == "larger" else beyond.iloc[-1]
+        return f"{name}'s lr {value_text(chosen_lr)} is the {most} that trained ({span}); the next {more}, " \
+               f"{value_text(nxt['learning_rate'])}, {nxt['status']}"
     return f"{name}'s lr {value_text(chosen_lr)} lies inside its sweep ({span})"
 
 
-def _still_improving(runs: pd.DataFrame) -> tuple[int, int]:
-    """(runs whose best epoch was their last one, runs that early stopping ended)."""
-    last = runs["epochs_run"].fillna(runs["epochs"]) if "epochs_run" in runs else runs["epochs"]
-    rising = int((runs["best_epoch"].astype(float) >= last.astype(float)).sum())
-    stopped = int(runs["stopped_early"].astype(str).str.lower().eq("true").sum()) if "stopped_early" in runs else 0
-    return rising, stopped
+def convergence(a: pd.DataFrame, b: pd.DataFrame, reported: float, names) -> str:
+    """Runs still improving at their last epoch (best epoch = last), and runs that early stopping ended."""
+    parts = []
+    for runs, name in ((a, names[0]), (b, names[1])):
+        known = runs.dropna(subset=["best_epoch", "epochs_run"])
+        rising = int((known["best_epoch"].astype(float) >= known["epochs_run"].astype(float)).sum())
+        text = f"{name} {rising} of {len(known)}" if len(known) else f"{name} unknown"
+        if "stopped_early" in runs and runs["stopped_early"].notna().any():
+            text += f" ({int(runs['stopped_early'].astype(str).str.lower().eq('true').sum())} ended by early " \
+                    "stopping)"
+        parts.append((text, rising, len(known)))
+    out = "still improving at their last epoch: " + ", ".join(p[0] for p in parts)
+    rising, known = parts[0][1], parts[0][2]
+    if reported < 0 and known and rising == 0:
+        out += f"; every {names[0]} run had stopped improving before its budget ran out"
+    elif reported < 0 and rising:
+        out += f"; {names[0]} was still improving, so a longer budget may narrow the gap"
+    return out
 
 
-def explain_gap(results: pd.DataFrame, row, method: str, reference: str) -> str:
-    """One task's gap (`row`: a row of fair_comparison.versus): a heading line and one nested bullet per piece of
+def lowest_loss(run: dict) -> float:
+    """The lowest training loss over a run's epochs (epochs.csv); NaN without one."""
+    path = Path(str(run.get("run_dir", ""))) / EPOCHS
+    if not path.is_file():
+        return float("nan")
+    epochs = pd.read_csv(path)
+    return float(epochs["train_loss"].min()) if "train_loss" in epochs and len(epochs) else float("nan")
+
+
+def training_fit(a: pd.DataFrame, b: pd.DataFrame, reported: float, methods, names) -> str | None:
+    """The lowest training loss each method's runs reached (median); None where a method's loss is not the task's
+    loss alone or no epochs.csv was found."""
+    if not all(METHODS[m].loss_is_task_loss for m in methods if m in METHODS):
+        return None
+    la = pd.Series([lowest_loss(r) for r in a.to_dict("records")], dtype=float).median()
+    lb = pd.Series([lowest_loss(r) for r in b.to_dict("records")], dtype=float).median()
+    if not (la == la and lb == lb):
+        return None
+    out = f"lowest training loss reached (median over seeds): {names[0]} {la:.3g}, {names[1]} {lb:.3g}"
+    if reported < 0 and la > FITS_LESS * lb:
+        out += f"; {names[0]} fits its training set less within its budget"
+    elif reported < 0 and la <= lb:
+        out += f"; {names[0]} fits its training set at least as well and still scores lower"
+    return out
+
+
+def explain_gap(results: pd.DataFrame, selection: dict, row, method: str, reference: str,
+                tolerance: float = FT_TOLERANCE) -> str:
+    """One task's gap (`row`: a row of fair_comparison.versus) as a heading line and a nested bullet per piece of
     evidence (Markdown)."""
     chosen = main_runs(results[results["selection"].notna()])
-    swept = results[results["selection"].notna()]
-    name, ref_name = METHOD_NAMES.get(method, method), METHOD_NAMES.get(reference, reference)
-    a, b = _cell(chosen, row.model, row.task, method), _cell(chosen, row.model, row.task, reference)
-    parts = []
+    comp = fair_comparison(results).set_index(["model", "task", "method"])
+    names = (_name(method), _name(reference))
 
-    held_a, held_b = 100 * a["score"].astype(float).median(), 100 * b["score"].astype(float).median()
-    held = f"on the held-out part that chose the values, {name} {held_a:.1f} vs {ref_name} {held_b:.1f} " \
-           f"({signed(held_a - held_b)})"
-    if abs(held_a - held_b) <= FT_TOLERANCE < abs(row.diff):
-        held += ": within a point there, so selection could not see the gap"
-    parts.append(held)
+    def cell(frame, m):
+        return frame[(frame["model"] == row.model) & (frame["task"] == row.task) & (frame["method"] == m)]
 
-    overlap = max(a["score100"].min(), b["score100"].min()) <= min(a["score100"].max(), b["score100"].max())
-    parts.append(f"the seeds span {name} {a['score100'].min():.1f}–{a['score100'].max():.1f} and {ref_name} "
-                 f"{b['score100'].min():.1f}–{b['score100'].max():.1f} ("
-                 + ("they overlap: the gap is within seed noise" if overlap else
-                    "no overlap: the gap is larger than the seed spread") + ")")
-
-    parts.append(_sweep_position(_cell(swept, row.model, row.task, method), row.lr, name) + "; "
-                 + _sweep_position(_cell(swept, row.model, row.task, reference), row.lr_ref, ref_name))
-
-    (rise_a, stop_a), (rise_b, stop_b) = _still_improving(a), _still_improving(b)
-    improving = f"still improving at their last epoch: {name} {rise_a} of {len(a)} runs, {ref_name} {rise_b} of " \
-                f"{len(b)} (early stopping ended {stop_a} and {stop_b})"
-    if row.diff < 0 and rise_a == 0:
-        improving += f"; {name}'s runs had stopped improving before their budget ran out"
-    elif row.diff < 0:
-        improving += "; a longer budget may close part of the gap"
-    parts.append(improving)
-
-    loss_a = pd.Series([_loss_at_best_epoch(r) for r in a.to_dict("records")]).median()
-    loss_b = pd.Series([_loss_at_best_epoch(r) for r in b.to_dict("records")]).median()
-    if loss_a == loss_a and loss_b == loss_b:
-        fit = f"training loss at the best epoch {name} {loss_a:.3g} vs {ref_name} {loss_b:.3g}"
-        worse = row.diff < 0
-        if worse and loss_a > UNDERFIT_RATIO * loss_b:
-            fit += f" ({name} fits its training set less: its capacity or its rate limits it)"
-        elif worse and loss_a <= loss_b:
-            fit += f" ({name} fits its training set as well or better and still scores lower: not a capacity limit)"
-        parts.append(fit)
-
-    head = f"{TASK_LABELS.get(row.task, row.task)}, {name} {signed(row.diff)} against {ref_name} ({row.verdict}):"
-    return head + "".join(f"\n  - {p[0].upper()}{p[1:]}." for p in parts)  # nested bullets (Markdown)
+    def tried(runs, m):  # the sweep of the chosen runs' rank where groups name one (LoRA at several ranks)
+        values = cell(candidates, m)
+        ranks = runs["lora_r"].dropna() if "lora_r" in runs else pd.Series(dtype=float)
+        return values[values["r"] == ranks.iloc[0]] if len(ranks) and values["r"].notna().any() else values
+    a, b = cell(chosen, method), cell(chosen, reference)
+    candidates = sweep_candidates(selection)
+    parts = [heldout_gap(a, b, row.diff, names, tolerance),
+             seed_spread(comp.loc[(row.model, row.task, method)], comp.loc[(row.model, row.task, reference)], names),
+             sweep_position(tried(a, method), row.lr, names[0]) + "; "
+             + sweep_position(tried(b, reference), row.lr_ref, names[1]),
+             convergence(a, b, row.diff, names),
+             training_fit(a, b, row.diff, (method, reference), names)]
+    models = results["model"].nunique() > 1
+    head = (f"{model_label(row.model)} " if models else "") + \
+        f"{TASK_LABELS.get(row.task, row.task)}, {names[0]} {signed(row.diff)} against {names[1]} ({row.verdict}):"
+    return head + "".join(f"\n  - {p[0].upper()}{p[1:]}." for p in parts if p)
 
 
-def gap_findings(results: pd.DataFrame, tolerance: float = FT_TOLERANCE) -> list[str]:
-    """A sentence per task where LoRA misses FT, or another method misses LoRA, by more than the tolerance."""
+def gap_findings(results: pd.DataFrame, selection: dict, tolerance: float = FT_TOLERANCE) -> list[str]:
+    """explain_gap for every task where LoRA differs from FT, or another method from LoRA, by more than the
+    tolerance (verdict below or above)."""
     comp = fair_comparison(results)
     if comp.empty:
         return []
-    pairs = [PAPER_PAIR[::-1]] + [(m, "lora") for m in METHOD_ORDER if m not in PAPER_PAIR]
     out = []
-    for method, reference in pairs:
+    for method, reference in [PAPER_PAIR[::-1]] + [(m, "lora") for m in METHOD_ORDER if m not in PAPER_PAIR]:
         v = versus(comp, method, reference, tolerance)
-        for row in v[v["verdict"].isin(["below", "above"])].itertuples() if len(v) else ():
-            out.append(explain_gap(results, row, method, reference))
+        if v.empty:
+            continue
+        for row in v[v["verdict"].isin(["below", "above"])].itertuples():
+            out.append(explain_gap(results, selection, row, method, reference, tolerance))
     return out

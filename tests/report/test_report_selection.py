@@ -70,8 +70,9 @@ def test_tables_for_people(results):
 
 
 def test_the_sweep_figure_plots_what_selection_read():
-    from lora_nb_utils.report.figures import plot_sweeps, sweep_points
-    assert plot_sweeps({"groups": []}) is None and sweep_points({}).empty
+    from lora_nb_utils.report.fair_comparison import sweep_candidates
+    from lora_nb_utils.report.figures import plot_sweeps
+    assert plot_sweeps({"groups": []}) is None and sweep_candidates({}).empty
     lora = {"group": "minilm/task=mrpc,method=lora,r=8", "chosen": {"learning_rate": 0.002},
             "candidates": [{"values": {"learning_rate": lr}, "status": status, "heldout_score": score}
                            for lr, status, score in ((0.001, "ok", 0.79), (0.002, "ok", 0.792),
@@ -83,14 +84,17 @@ def test_the_sweep_figure_plots_what_selection_read():
     pending = {"group": "minilm/task=stsb,method=ft", "chosen": None,
                "candidates": [{"values": {"learning_rate": 2e-5}, "status": "ok", "heldout_score": 0.85},
                               {"values": {"learning_rate": 5e-5}, "status": "pending"}]}
-    points = sweep_points({"groups": [lora, sora, pending]})
-    assert list(points["config"].unique()) == ["LoRA r=8", "SoRA r=8", "FT"]
+    points = sweep_candidates({"groups": [lora, sora, pending]})
+    assert list(points["method"].unique()) == ["lora", "sora", "ft"]
     assert points.loc[points["chosen"], "learning_rate"].tolist() == [0.002, 0.001]
     assert points.loc[points["status"] == "collapsed", "score100"].tolist() == [66.0]
     sora_points = points[points["method"] == "sora"]  # only the chosen lambda's curve
     assert sora_points["learning_rate"].tolist() == [0.001, 0.002]
     assert sora_points["score100"].tolist() == pytest.approx([85.5, 85.0])
-    assert len(points[points["method"] == "ft"]) == 1  # a pending value has no point
+    assert points.loc[points["method"] == "ft", "status"].tolist() == ["ok", "pending"]  # pending: no score yet
+    assert points.loc[points["status"] == "pending", "score100"].isna().all()
     fig = plot_sweeps({"groups": [lora, sora, pending]})
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in panels] == ["MRPC", "STS-B"] and panels[0].get_xscale() == "log"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["FT", "LoRA r=8", "SoRA r=8"]
+    assert len(panels[1].lines) == 2  # STS-B: FT's one scored value and SoRA's curve (the pending value has no point)
